@@ -1,0 +1,273 @@
+"""Stand-in base images for the image build in CI (no registry can be reached here).
+
+A stand-in is what the Dockerfile needs from upstream's release image and nothing
+more: a minimal Debian root (debootstrap) with Python 3, ``patch``, the CA bundle,
+the pinned sglang wheel of that architecture installed without its dependencies,
+and the few packages that importing the patched modules needs (CPU torch, not the
+GPU stack; decord2 on arm64, as upstream's arm64 image has it). It is imported
+under the real base image's name, so the Dockerfile and the bake file run unchanged.
+
+Stand-in limits, on purpose: Debian's Python 3.11 (upstream uses 3.12; the arm64
+wheel is cp312 only, so its pure-Python files are installed into 3.11 and its Rust
+extensions are unused), CPU torch (2.13.0+cpu on amd64, 2.10.0 on arm64: the last
+CPU-only aarch64 build on PyPI), and no nvidia-nccl-cu13.
+
+    python3 tests/images/standin.py amd64|arm64 [--tag NAME]...
+
+Built roots are cached as tarballs under ~/.cache/sglang-mimo/standin, keyed by the
+inputs; an image already in the engine with the same key is reused as it is.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+PIN_FILE = REPO / "patches" / "pin.json"
+CACHE = Path(os.environ.get("SGLANG_MIMO_CACHE", Path.home() / ".cache" / "sglang-mimo")) / "standin"
+MIRROR = os.environ.get("SGLANG_MIMO_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+SUITE = "bookworm"
+PYVER = "3.11"
+LABEL_KEY = "io.github.sglang-mimo.standin-key"
+
+# What importing the patched modules needs, beyond the sglang wheel (found by
+# importing until nothing failed; see shared/notes/environment.md).
+IMPORT_PACKAGES = [
+    "numpy==2.3.5",
+    "orjson==3.13.0",
+    "psutil==7.2.2",
+    "pybase64==1.5.1",
+    "requests==2.34.2",
+    "packaging==26.3",
+    "pillow==13.0.0",
+    "starlette==1.10.0",
+    "msgspec==0.22.0",
+    "pydantic==2.14.3",
+    "pyzmq==27.3.0",
+    "tqdm==4.70.1",
+    "ipython==9.18.1",
+    "aiohttp==3.14.5",
+    "triton==3.8.0",  # sglang/srt/utils/common.py imports it unconditionally
+]
+
+ARCHES = {
+    "amd64": {
+        "uname": "x86_64",
+        "platform": "linux/amd64",
+        "glibc_arch": "x86_64",
+        "extra": ["torch==2.13.0"],  # 2.13.0+cpu from the local wheel cache when present
+    },
+    "arm64": {
+        "uname": "aarch64",
+        "platform": "linux/arm64",
+        "glibc_arch": "aarch64",
+        "extra": ["torch==2.10.0", "decord2==3.4.0"],
+    },
+}
+
+
+def pip_platforms(arch):
+    """pip --platform options for every manylinux tag bookworm's glibc (2.36) can run."""
+    a = ARCHES[arch]["glibc_arch"]
+    tags = [f"manylinux_2_{minor}_{a}" for minor in range(36, 16, -1)] + [f"manylinux2014_{a}"]
+    return [opt for t in tags for opt in ("--platform", t)]
+
+
+def log(msg):
+    print(f"standin: {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    log("$ " + " ".join(str(c) for c in cmd))
+    return subprocess.run([str(c) for c in cmd], check=True, **kw)
+
+
+def pin():
+    return json.loads(PIN_FILE.read_text())
+
+
+def wheel_entry(arch):
+    """(key, filename, sha256) of the pinned wheel for ``arch``: same Python as the stand-in if pinned."""
+    wheels = pin()["wheels"]
+    prefix = ARCHES[arch]["uname"] + "-"
+    keys = [k for k in wheels if k.startswith(prefix)]
+    want = prefix + "cp" + PYVER.replace(".", "")
+    key = want if want in keys else sorted(keys)[0]
+    return key, wheels[key]["filename"], wheels[key]["sha256"]
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch_wheel(arch):
+    """The pinned sglang wheel for ``arch`` (downloaded with pip, sha256-checked)."""
+    key, name, digest = wheel_entry(arch)
+    dest = CACHE / "wheels" / name
+    for candidate in (dest, Path("/tmp/wheels") / name):
+        if candidate.is_file() and sha256(candidate) == digest:
+            return candidate
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    py = key.split("-")[1]
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+             "--platform", f"manylinux_2_34_{ARCHES[arch]['uname']}", "--implementation", "cp",
+             "--python-version", py[2:], "--abi", py, "-d", tmp, f"sglang=={pin()['version']}"])
+        got = Path(tmp) / name
+        if sha256(got) != digest:
+            raise SystemExit(f"standin: sha256 of {name} does not match patches/pin.json")
+        shutil.move(str(got), dest)
+    return dest
+
+
+def cache_key(arch):
+    h = hashlib.sha256()
+    h.update(Path(__file__).read_bytes())
+    h.update(json.dumps([arch, wheel_entry(arch), SUITE]).encode())
+    return h.hexdigest()[:16]
+
+
+def image_key(name):
+    out = subprocess.run(["docker", "image", "inspect", "--format",
+                          "{{ index .Config.Labels \"%s\" }}|{{ .Architecture }}" % LABEL_KEY, name],
+                         capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def debootstrap(arch, root):
+    include = "python3,patch,ca-certificates"
+    if arch == "amd64":
+        run(["debootstrap", "--variant=minbase", f"--arch={arch}", f"--include={include}",
+             SUITE, root, MIRROR], stdout=subprocess.DEVNULL)
+        return
+    # Foreign arch: first stage here, second stage under qemu-user (binfmt_misc).
+    run(["debootstrap", "--variant=minbase", f"--arch={arch}", "--foreign",
+         f"--include={include}", SUITE, root, MIRROR], stdout=subprocess.DEVNULL)
+    run(["chroot", root, "/debootstrap/debootstrap", "--second-stage"], stdout=subprocess.DEVNULL)
+
+
+def install_python_packages(arch, root):
+    """Install the wheel and the import packages into the root, from here (not emulated)."""
+    site = Path(root) / "usr" / "local" / "lib" / f"python{PYVER}" / "dist-packages"
+    site.mkdir(parents=True, exist_ok=True)
+    a = ARCHES[arch]
+    key, _, _ = wheel_entry(arch)
+    wpy = key.split("-")[1]
+    # --no-deps: the sglang wheel without its dependencies (the GPU stack is the base's job).
+    run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--target", site,
+         "--platform", f"manylinux_2_34_{a['uname']}", "--implementation", "cp",
+         "--python-version", wpy[2:], "--abi", wpy, "--only-binary=:all:", fetch_wheel(arch)])
+    run([sys.executable, "-m", "pip", "install", "-q", "--no-compile", "--target", site,
+         *pip_platforms(arch), "--implementation", "cp",
+         "--python-version", PYVER, "--abi", "cp" + PYVER.replace(".", ""),
+         "--only-binary=:all:", *IMPORT_PACKAGES, *a["extra"]])
+    shutil.rmtree(site / "bin", ignore_errors=True)
+    # Importing triton needs none of its bundled compiler binaries (ptxas, ROCm libraries).
+    for sub in ("backends/nvidia/bin", "backends/amd/lib"):
+        shutil.rmtree(site / "triton" / sub, ignore_errors=True)
+
+
+def add_ca_bundle(root):
+    """This machine's CA bundle, so that HTTPS from inside a build works as it does here."""
+    src = Path("/etc/ssl/certs/ca-certificates.crt")
+    if src.is_file():
+        dst = Path(root) / "etc" / "ssl" / "certs" / "ca-certificates.crt"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+    for crt in Path("/usr/local/share/ca-certificates").glob("*.crt"):
+        d = Path(root) / "usr" / "local" / "share" / "ca-certificates"
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(crt, d / crt.name)
+
+
+def build_rootfs_tar(arch, tar):
+    """Build the stand-in root for ``arch`` and pack it into ``tar``."""
+    work = Path(tempfile.mkdtemp(prefix=f"standin-{arch}-", dir=tar.parent))
+    try:
+        root = work / "root"
+        debootstrap(arch, root)
+        install_python_packages(arch, root)
+        add_ca_bundle(root)
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "debootstrap"):
+            shutil.rmtree(root / junk, ignore_errors=True)
+        (root / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+        tmp = tar.with_suffix(".part")
+        run(["tar", "--numeric-owner", "-C", root, "-cf", tmp, "."])
+        tmp.rename(tar)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def import_image(arch, tar, name, key):
+    """Import the root as an image of the right architecture."""
+    changes = ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
+               f"LABEL {LABEL_KEY}={key}", 'CMD ["python3"]']
+    if arch == "amd64":
+        cmd = ["docker", "import"]
+        for c in changes:
+            cmd += ["--change", c]
+        run(cmd + [tar, name], stdout=subprocess.DEVNULL)
+        return
+    # `docker import --platform` records amd64 whatever it is told; podman gets it right.
+    tmp_name = f"localhost/sglang-mimo-standin-import:{arch}"
+    cmd = ["podman", "import", "--arch", arch, "--os", "linux"]
+    for c in changes:
+        cmd += ["--change", c]
+    run(cmd + [tar, tmp_name], stdout=subprocess.DEVNULL)
+    try:
+        save = subprocess.Popen(["podman", "save", "--format", "docker-archive", tmp_name],
+                                stdout=subprocess.PIPE)
+        run(["docker", "load"], stdin=save.stdout, stdout=subprocess.DEVNULL)
+        if save.wait() != 0:
+            raise SystemExit("standin: podman save failed")
+        run(["docker", "tag", tmp_name, name])
+        run(["docker", "rmi", tmp_name], stdout=subprocess.DEVNULL)
+    finally:
+        subprocess.run(["podman", "rmi", "-f", tmp_name], capture_output=True)
+
+
+def ensure(arch, tags=()):
+    """Make the stand-in image ``sglang-mimo-standin:ARCH`` (plus ``tags``); return its name."""
+    name = f"sglang-mimo-standin:{arch}"
+    key = cache_key(arch)
+    if image_key(name) != f"{key}|{arch}":
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tar = CACHE / f"{arch}-{key}.tar"
+        if not tar.is_file():
+            for old in CACHE.glob(f"{arch}-*.tar"):
+                old.unlink()
+            build_rootfs_tar(arch, tar)
+        import_image(arch, tar, name, key)
+        got = image_key(name)
+        if got != f"{key}|{arch}":
+            raise SystemExit(f"standin: {name} has key|arch {got!r}, expected {key}|{arch}")
+    else:
+        log(f"{name} is current ({key})")
+    for t in tags:
+        run(["docker", "tag", name, t])
+    return name
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("arch", choices=sorted(ARCHES))
+    p.add_argument("--tag", action="append", default=[], help="also tag it NAME (the real base's name)")
+    args = p.parse_args(argv)
+    print(ensure(args.arch, args.tag))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
