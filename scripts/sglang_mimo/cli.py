@@ -10,7 +10,9 @@ import importlib
 import sys
 
 # Modules that contribute sub-commands, in the order --help lists them.
-SUBCOMMAND_MODULES = []
+SUBCOMMAND_MODULES = [
+    "docs",
+]
 
 
 def build_parser():
