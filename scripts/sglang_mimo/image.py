@@ -14,37 +14,20 @@ Exit codes: 0 ok, 1 check-args found a difference, 2 usage.
 import argparse
 import json
 import os
-import re
 import sys
 
 from sglang_mimo import paths
+from sglang_mimo.series import load_series, read_series
 
 
 def series_patches(series=None):
     """Patch file names of the series, in order."""
-    # TODO(lead): switch to sglang_mimo.series once it lands (one series reader).
-    series = series or paths.SERIES
-    names = []
-    with open(series, encoding="utf-8") as f:
-        for line in f:
-            line = line.split("#", 1)[0].strip()
-            if line:
-                names.append(line.split()[0])
-    return names
+    return read_series(series or paths.SERIES)
 
 
 def patched_files(series=None):
     """Checkout-layout paths (python/sglang/...) that the series changes, sorted."""
-    series = series or paths.SERIES
-    where = os.path.dirname(os.path.abspath(series))
-    files = set()
-    for name in series_patches(series):
-        with open(os.path.join(where, name), encoding="utf-8", errors="replace") as f:
-            for line in f:
-                m = re.match(r"^diff --git a/(\S+) b/(\S+)$", line)
-                if m:
-                    files.add(m.group(2))
-    return sorted(files)
+    return sorted({f for p in load_series(series or paths.SERIES) for f in p.files})
 
 
 def patched_modules(series=None):
@@ -74,9 +57,7 @@ def build_args(pin=None, series=None):
 
 def bake_vars(pin=None, series=None):
     """The bake variables file: HCL's JSON form, one default per variable."""
-    return {
-        "variable": {k: {"default": v} for k, v in build_args(pin, series).items()}
-    }
+    return {"variable": {k: {"default": v} for k, v in build_args(pin, series).items()}}
 
 
 def check_args(environ=None):

@@ -31,7 +31,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 PIN_FILE = REPO / "patches" / "pin.json"
-CACHE = Path(os.environ.get("SGLANG_MIMO_CACHE", Path.home() / ".cache" / "sglang-mimo")) / "standin"
+CACHE = (
+    Path(os.environ.get("SGLANG_MIMO_CACHE", Path.home() / ".cache" / "sglang-mimo"))
+    / "standin"
+)
 MIRROR = os.environ.get("SGLANG_MIMO_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SUITE = "bookworm"
 PYVER = "3.11"
@@ -54,7 +57,14 @@ IMPORT_PACKAGES = [
     "tqdm==4.70.1",
     "ipython==9.18.1",
     "aiohttp==3.14.5",
-    "triton==3.8.0",  # sglang/srt/utils/common.py imports it unconditionally
+    # torch's own (pure Python) dependencies: torch itself goes in with --no-deps,
+    # because pip judges its CUDA requirements' markers by this machine, not the target.
+    "filelock==4.2.11",
+    "typing-extensions==4.16.0",
+    "sympy==1.14.0",
+    "networkx==3.6.1",
+    "jinja2==3.1.6",
+    "fsspec==2026.9.0",
 ]
 
 ARCHES = {
@@ -62,13 +72,14 @@ ARCHES = {
         "uname": "x86_64",
         "platform": "linux/amd64",
         "glibc_arch": "x86_64",
-        "extra": ["torch==2.13.0"],  # 2.13.0+cpu from the local wheel cache when present
+        # 2.13.0+cpu from the local wheel cache (pip's find-links) when present.
+        "no_deps": ["torch==2.13.0", "triton==3.8.0"],
     },
     "arm64": {
         "uname": "aarch64",
         "platform": "linux/arm64",
         "glibc_arch": "aarch64",
-        "extra": ["torch==2.10.0", "decord2==3.4.0"],
+        "no_deps": ["torch==2.10.0", "triton==3.8.0", "decord2==3.4.0"],
     },
 }
 
@@ -76,7 +87,9 @@ ARCHES = {
 def pip_platforms(arch):
     """pip --platform options for every manylinux tag bookworm's glibc (2.36) can run."""
     a = ARCHES[arch]["glibc_arch"]
-    tags = [f"manylinux_2_{minor}_{a}" for minor in range(36, 16, -1)] + [f"manylinux2014_{a}"]
+    tags = [f"manylinux_2_{minor}_{a}" for minor in range(36, 16, -1)] + [
+        f"manylinux2014_{a}"
+    ]
     return [opt for t in tags for opt in ("--platform", t)]
 
 
@@ -103,32 +116,16 @@ def wheel_entry(arch):
     return key, wheels[key]["filename"], wheels[key]["sha256"]
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch_wheel(arch):
-    """The pinned sglang wheel for ``arch`` (downloaded with pip, sha256-checked)."""
-    key, name, digest = wheel_entry(arch)
-    dest = CACHE / "wheels" / name
-    for candidate in (dest, Path("/tmp/wheels") / name):
-        if candidate.is_file() and sha256(candidate) == digest:
-            return candidate
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    py = key.split("-")[1]
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-             "--platform", f"manylinux_2_34_{ARCHES[arch]['uname']}", "--implementation", "cp",
-             "--python-version", py[2:], "--abi", py, "-d", tmp, f"sglang=={pin()['version']}"])
-        got = Path(tmp) / name
-        if sha256(got) != digest:
-            raise SystemExit(f"standin: sha256 of {name} does not match patches/pin.json")
-        shutil.move(str(got), dest)
-    return dest
+    """The pinned sglang wheel for ``arch``, downloaded and checked by apply_patches.sh."""
+    key = wheel_entry(arch)[0]
+    out = subprocess.run(
+        [str(REPO / "scripts" / "apply_patches.sh"), "--fetch", "--wheel", key],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
 
 
 def cache_key(arch):
@@ -139,22 +136,55 @@ def cache_key(arch):
 
 
 def image_key(name):
-    out = subprocess.run(["docker", "image", "inspect", "--format",
-                          "{{ index .Config.Labels \"%s\" }}|{{ .Architecture }}" % LABEL_KEY, name],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            "docker",
+            "image",
+            "inspect",
+            "--format",
+            '{{ index .Config.Labels "%s" }}|{{ .Architecture }}' % LABEL_KEY,
+            name,
+        ],
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
 def debootstrap(arch, root):
     include = "python3,patch,ca-certificates"
     if arch == "amd64":
-        run(["debootstrap", "--variant=minbase", f"--arch={arch}", f"--include={include}",
-             SUITE, root, MIRROR], stdout=subprocess.DEVNULL)
+        run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--arch={arch}",
+                f"--include={include}",
+                SUITE,
+                root,
+                MIRROR,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         return
     # Foreign arch: first stage here, second stage under qemu-user (binfmt_misc).
-    run(["debootstrap", "--variant=minbase", f"--arch={arch}", "--foreign",
-         f"--include={include}", SUITE, root, MIRROR], stdout=subprocess.DEVNULL)
-    run(["chroot", root, "/debootstrap/debootstrap", "--second-stage"], stdout=subprocess.DEVNULL)
+    run(
+        [
+            "debootstrap",
+            "--variant=minbase",
+            f"--arch={arch}",
+            "--foreign",
+            f"--include={include}",
+            SUITE,
+            root,
+            MIRROR,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    run(
+        ["chroot", root, "/debootstrap/debootstrap", "--second-stage"],
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def install_python_packages(arch, root):
@@ -162,16 +192,15 @@ def install_python_packages(arch, root):
     site = Path(root) / "usr" / "local" / "lib" / f"python{PYVER}" / "dist-packages"
     site.mkdir(parents=True, exist_ok=True)
     a = ARCHES[arch]
-    key, _, _ = wheel_entry(arch)
-    wpy = key.split("-")[1]
-    # --no-deps: the sglang wheel without its dependencies (the GPU stack is the base's job).
-    run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--target", site,
-         "--platform", f"manylinux_2_34_{a['uname']}", "--implementation", "cp",
-         "--python-version", wpy[2:], "--abi", wpy, "--only-binary=:all:", fetch_wheel(arch)])
-    run([sys.executable, "-m", "pip", "install", "-q", "--no-compile", "--target", site,
-         *pip_platforms(arch), "--implementation", "cp",
-         "--python-version", PYVER, "--abi", "cp" + PYVER.replace(".", ""),
-         "--only-binary=:all:", *IMPORT_PACKAGES, *a["extra"]])
+    wpy = wheel_entry(arch)[0].split("-")[1]
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-compile", "--target", str(site)]
+    pip += ["--implementation", "cp", "--only-binary=:all:"]
+    # The sglang wheel without its dependencies (the GPU stack is the base's job).
+    run(pip + ["--no-deps", "--platform", f"manylinux_2_34_{a['uname']}",
+               "--python-version", wpy[2:], "--abi", wpy, fetch_wheel(arch)])  # fmt: skip
+    target = [*pip_platforms(arch), "--python-version", PYVER, "--abi", "cp" + PYVER.replace(".", "")]
+    run(pip + target + ["--no-deps", *a["no_deps"]])
+    run(pip + target + IMPORT_PACKAGES)
     shutil.rmtree(site / "bin", ignore_errors=True)
     # Importing triton needs none of its bundled compiler binaries (ptxas, ROCm libraries).
     for sub in ("backends/nvidia/bin", "backends/amd/lib"):
@@ -211,9 +240,12 @@ def build_rootfs_tar(arch, tar):
 
 def import_image(arch, tar, name, key):
     """Import the root as an image of the right architecture."""
-    changes = ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-               "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
-               f"LABEL {LABEL_KEY}={key}", 'CMD ["python3"]']
+    changes = [
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt",
+        f"LABEL {LABEL_KEY}={key}",
+        'CMD ["python3"]',
+    ]
     if arch == "amd64":
         cmd = ["docker", "import"]
         for c in changes:
@@ -227,8 +259,10 @@ def import_image(arch, tar, name, key):
         cmd += ["--change", c]
     run(cmd + [tar, tmp_name], stdout=subprocess.DEVNULL)
     try:
-        save = subprocess.Popen(["podman", "save", "--format", "docker-archive", tmp_name],
-                                stdout=subprocess.PIPE)
+        save = subprocess.Popen(
+            ["podman", "save", "--format", "docker-archive", tmp_name],
+            stdout=subprocess.PIPE,
+        )
         run(["docker", "load"], stdin=save.stdout, stdout=subprocess.DEVNULL)
         if save.wait() != 0:
             raise SystemExit("standin: podman save failed")
@@ -252,7 +286,9 @@ def ensure(arch, tags=()):
         import_image(arch, tar, name, key)
         got = image_key(name)
         if got != f"{key}|{arch}":
-            raise SystemExit(f"standin: {name} has key|arch {got!r}, expected {key}|{arch}")
+            raise SystemExit(
+                f"standin: {name} has key|arch {got!r}, expected {key}|{arch}"
+            )
     else:
         log(f"{name} is current ({key})")
     for t in tags:
@@ -263,7 +299,12 @@ def ensure(arch, tags=()):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("arch", choices=sorted(ARCHES))
-    p.add_argument("--tag", action="append", default=[], help="also tag it NAME (the real base's name)")
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        help="also tag it NAME (the real base's name)",
+    )
     args = p.parse_args(argv)
     print(ensure(args.arch, args.tag))
     return 0
