@@ -2,6 +2,7 @@
 # Entrypoint of the sglang-mimo images.
 #   recipe NAME [--node-rank N] [LAUNCH ARGS...]  run a launch recipe (recipes/*.yaml) for one node rank
 #   patches                                       the patches this image carries, and the pin
+#   check                                         apply_patches.sh --check on the installed sglang
 #   healthcheck                                   exit 0 if the server's /health answers 200
 #   help                                          this text
 #   anything else                                 run as given (docker run IMAGE python3 -m sglang.launch_server ...)
@@ -10,7 +11,7 @@ set -euo pipefail
 ROOT=/opt/sglang-mimo
 
 usage() {
-	sed -n '2,7s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+	sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 	cat <<EOT
 
 Target ${SGLANG_MIMO_TARGET:-?}, SGLang $(label sglang) with $(label distribution).
@@ -36,6 +37,10 @@ help | -h | --help)
 patches)
 	echo "distribution: $(label distribution) (SGLang $(label sglang))"
 	grep -v -e '^#' -e '^[[:space:]]*$' "$ROOT/patches/series"
+	;;
+check)
+	site=$(python3 -B -c 'import importlib.util, os; s = importlib.util.find_spec("sglang"); print(os.path.dirname(list(s.submodule_search_locations)[0]))')
+	exec "$ROOT/scripts/apply_patches.sh" --check "$site"
 	;;
 healthcheck)
 	exec python3 - "${SGLANG_MIMO_HEALTH_URL:-http://127.0.0.1:30000/health}" <<'PY'

@@ -36,17 +36,14 @@ if echo "$REPORT" | grep -v ': already applied$' | grep -q .; then
 	die "not every patch is applied"
 fi
 
-# 4. Every patched module imports; its bytecode is rebuilt (the base's .pyc is stale).
-MODULES=$(tool modules)
-for mod in $MODULES; do
-	python3 -B -c "import importlib, sys; importlib.import_module(sys.argv[1])" "$mod" ||
-		die "patched module $mod does not import"
-	say "imports: $mod"
-done
-python3 -B - "$SITE" $(tool modules) <<'PY'
-import importlib.util, py_compile, sys
-for mod in sys.argv[2:]:
-    py_compile.compile(importlib.util.find_spec(mod).origin, doraise=True)
+# 4. Every patched module imports (one interpreter: torch loads once, slow under QEMU);
+#    its bytecode is rebuilt, as the base's .pyc of a patched file is stale.
+python3 -B - $(tool modules) <<'PY' || die "a patched module does not import"
+import importlib, py_compile, sys
+for mod in sys.argv[1:]:
+    m = importlib.import_module(mod)
+    py_compile.compile(m.__file__, doraise=True)
+    print(f"install.sh: imports: {mod}", flush=True)
 PY
 
 # 5. The video decoder this architecture uses: decord (PyPI decord2) on aarch64.

@@ -193,12 +193,27 @@ def install_python_packages(arch, root):
     site.mkdir(parents=True, exist_ok=True)
     a = ARCHES[arch]
     wpy = wheel_entry(arch)[0].split("-")[1]
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-compile", "--target", str(site)]
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-compile",
+        "--target",
+        str(site),
+    ]
     pip += ["--implementation", "cp", "--only-binary=:all:"]
     # The sglang wheel without its dependencies (the GPU stack is the base's job).
     run(pip + ["--no-deps", "--platform", f"manylinux_2_34_{a['uname']}",
                "--python-version", wpy[2:], "--abi", wpy, fetch_wheel(arch)])  # fmt: skip
-    target = [*pip_platforms(arch), "--python-version", PYVER, "--abi", "cp" + PYVER.replace(".", "")]
+    target = [
+        *pip_platforms(arch),
+        "--python-version",
+        PYVER,
+        "--abi",
+        "cp" + PYVER.replace(".", ""),
+    ]
     run(pip + target + ["--no-deps", *a["no_deps"]])
     run(pip + target + IMPORT_PACKAGES)
     shutil.rmtree(site / "bin", ignore_errors=True)
