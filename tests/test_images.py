@@ -120,7 +120,13 @@ def built(engine):
         times[f"base-size-{target}"] = inspect(base)["Size"]
     TIMES.write_text(json.dumps(times, indent=2) + "\n")
     print(f"\nimage build times (s) and base sizes (bytes): {json.dumps(times)}")
-    return images
+    yield images
+    # The refusal tests' bases; the stand-ins and the built images stay (cache, inspection).
+    names = sh(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "sglang-mimo-test"]
+    )
+    for name in names.stdout.split():
+        sh(["docker", "rmi", "-f", name], check=False)
 
 
 # --- the bake file, resolved without an engine --------------------------------------
@@ -464,6 +470,8 @@ def test_build_refuses_stale_bake_vars(built, tmp_path):
             "sm90",
         ],
         check=False,
+        # The amd64 stand-in by its own name: the shared base name now holds the arm64 one.
+        env={**os.environ, "BASE_IMAGE_SM90": "sglang-mimo-standin:amd64"},
     )
     assert out.returncode != 0
     assert "build argument PATCHES" in out.stdout + out.stderr

@@ -39,6 +39,8 @@ MIRROR = os.environ.get("SGLANG_MIMO_DEBIAN_MIRROR", "http://deb.debian.org/debi
 SUITE = "bookworm"
 PYVER = "3.11"
 LABEL_KEY = "io.github.sglang-mimo.standin-key"
+# Bump when the way a stand-in is built changes (its inputs below are hashed as well).
+STANDIN_FORMAT = 1
 
 # What importing the patched modules needs, beyond the sglang wheel (found by
 # importing until nothing failed; see shared/notes/environment.md).
@@ -57,6 +59,7 @@ IMPORT_PACKAGES = [
     "tqdm==4.70.1",
     "ipython==9.18.1",
     "aiohttp==3.14.5",
+    "pyyaml==6.0.3",  # the launcher (scripts/launch) reads recipes with it
     # torch's own (pure Python) dependencies: torch itself goes in with --no-deps,
     # because pip judges its CUDA requirements' markers by this machine, not the target.
     "filelock==4.2.11",
@@ -129,10 +132,17 @@ def fetch_wheel(arch):
 
 
 def cache_key(arch):
-    h = hashlib.sha256()
-    h.update(Path(__file__).read_bytes())
-    h.update(json.dumps([arch, wheel_entry(arch), SUITE]).encode())
-    return h.hexdigest()[:16]
+    """Digest of everything that goes into the stand-in (not of this file's prose)."""
+    inputs = [
+        STANDIN_FORMAT,
+        arch,
+        SUITE,
+        PYVER,
+        wheel_entry(arch),
+        IMPORT_PACKAGES,
+        ARCHES[arch],
+    ]
+    return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:16]
 
 
 def image_key(name):
@@ -235,17 +245,36 @@ def add_ca_bundle(root):
         shutil.copyfile(crt, d / crt.name)
 
 
-def build_rootfs_tar(arch, tar):
-    """Build the stand-in root for ``arch`` and pack it into ``tar``."""
-    work = Path(tempfile.mkdtemp(prefix=f"standin-{arch}-", dir=tar.parent))
+def debian_root_tar(arch):
+    """The bare Debian root of ``arch`` (debootstrap), cached on its own: it is the slow part."""
+    tar = CACHE / f"debian-{SUITE}-{arch}-{STANDIN_FORMAT}.tar"
+    if tar.is_file():
+        return tar
+    work = Path(tempfile.mkdtemp(prefix=f"debian-{arch}-", dir=CACHE))
     try:
         root = work / "root"
         debootstrap(arch, root)
-        install_python_packages(arch, root)
-        add_ca_bundle(root)
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "debootstrap"):
             shutil.rmtree(root / junk, ignore_errors=True)
         (root / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+        tmp = tar.with_suffix(".part")
+        run(["tar", "--numeric-owner", "-C", root, "-cf", tmp, "."])
+        tmp.rename(tar)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return tar
+
+
+def build_rootfs_tar(arch, tar):
+    """Build the stand-in root for ``arch`` and pack it into ``tar``."""
+    base = debian_root_tar(arch)
+    work = Path(tempfile.mkdtemp(prefix=f"standin-{arch}-", dir=tar.parent))
+    try:
+        root = work / "root"
+        root.mkdir()
+        run(["tar", "--numeric-owner", "-C", root, "-xf", base])
+        install_python_packages(arch, root)
+        add_ca_bundle(root)
         tmp = tar.with_suffix(".part")
         run(["tar", "--numeric-owner", "-C", root, "-cf", tmp, "."])
         tmp.rename(tar)
@@ -295,7 +324,9 @@ def ensure(arch, tags=()):
         CACHE.mkdir(parents=True, exist_ok=True)
         tar = CACHE / f"{arch}-{key}.tar"
         if not tar.is_file():
-            for old in CACHE.glob(f"{arch}-*.tar"):
+            for old in CACHE.glob(
+                f"{arch}-*.tar"
+            ):  # the previous stand-in of this arch
                 old.unlink()
             build_rootfs_tar(arch, tar)
         import_image(arch, tar, name, key)
