@@ -315,47 +315,42 @@ def test_entrypoint_help_patches_and_passthrough(built, target):
 
 
 def test_entrypoint_recipe_runs_the_launcher(built):
-    """`recipe NAME` hands the name and the node rank to scripts/launch (a dry run here)."""
-    name = built["sm90"]
+    """`recipe NAME` hands the name and the node rank to scripts/launch (dry runs here)."""
+    name = built["sm121a"]
+    run = ["docker", "run", "--rm"]
     has_launcher = sh(
-        [
-            "docker",
-            "run",
-            "--rm",
-            name,
-            "test",
-            "-x",
-            "/opt/sglang-mimo/scripts/launch",
-        ],
-        check=False,
+        [*run, name, "test", "-x", "/opt/sglang-mimo/scripts/launch"], check=False
     )
     if has_launcher.returncode != 0:
-        out = sh(
-            ["docker", "run", "--rm", name, "recipe", "any", "--node-rank", "1"],
-            check=False,
-        )
+        out = sh([*run, name, "recipe", "any", "--node-rank", "1"], check=False)
         assert out.returncode == 127 and "no launcher" in out.stderr
         pytest.skip("scripts/launch is not in this tree yet (issue 6)")
     listed = sh(
-        ["docker", "run", "--rm", name, "/opt/sglang-mimo/scripts/launch", "--list"]
-    )
-    recipe = listed.stdout.split()[0]
-    out = sh(
-        [
-            "docker",
-            "run",
-            "--rm",
-            "-e",
-            "NODE_RANK=0",
-            name,
-            "recipe",
-            recipe,
-            "--dry-run",
-        ],
-        check=False,
-    )
-    assert out.returncode in (0, 2), out.stderr  # 2: a per-site value is missing
-    assert "--node-rank" not in out.stderr or "0" in out.stderr
+        [*run, name, "/opt/sglang-mimo/scripts/launch", "--list"]
+    ).stdout.splitlines()
+    recipes = {line.split()[0]: line for line in listed if line.strip()}
+    # The rank from $NODE_RANK when --node-rank is not given.
+    one = next(r for r, line in recipes.items() if " 1 x " in f" {line} ")
+    out = sh([*run, "-e", "NODE_RANK=0", name, "recipe", one, "--dry-run"])
+    assert f"# {one}: node rank 0" in out.stdout
+    # Each rank of a multi-node recipe, with the per-site values a node passes at run time.
+    multi = next((r for r, line in recipes.items() if " 1 x " not in f" {line} "), None)
+    if multi is None:
+        return
+    site = {
+        "SGLANG_MIMO_HEAD_ADDR": "192.0.2.10:20000",
+        "SGLANG_MIMO_NIC": "eth0",
+        "SGLANG_MIMO_IB_HCA": "mlx5_0",
+        "SGLANG_MIMO_MODEL_PATH": "/models/mimo",
+    }
+    env = [opt for k, v in site.items() for opt in ("-e", f"{k}={v}")]
+    for rank in (0, 1):
+        out = sh(
+            [*run, *env, "-e", f"SGLANG_MIMO_RANK_ADDR=192.0.2.1{rank}", name,
+             "recipe", multi, "--node-rank", str(rank), "--dry-run"]
+        )  # fmt: skip
+        assert f"# {multi}: node rank {rank}" in out.stdout
+        assert f"--node-rank {rank}" in out.stdout
 
 
 def test_healthcheck_command(built):
