@@ -98,10 +98,10 @@ def dense_reference(q, k, v, lengths, window, causal):
     return torch.einsum("hij,jhd->ihd", probs, v.double())
 
 
-def backend_call(attn, q, k, v, lengths):
-    """Call the layer's attention backend exactly as VisionAttention.forward does."""
+def backend_call(vision_attention, q, k, v, lengths):
+    """Call the attention backend exactly as VisionAttention.forward does."""
     cu = torch.tensor([0] + lengths).cumsum(0).to(torch.int32).to(q.device)
-    return attn.attn.qkv_backend.forward(
+    return vision_attention.qkv_backend.forward(
         q=q,
         k=k,
         v=v,
@@ -113,7 +113,7 @@ def backend_call(attn, q, k, v, lengths):
         sequence_lengths=None,
         max_seqlen=max(lengths),
         output_ws=None,
-        softmax_scale=attn.attn.softmax_scale,
+        softmax_scale=vision_attention.softmax_scale,
         window_size=(-1, -1),
         s_aux=None,
     )
@@ -220,7 +220,7 @@ def test_attention_matches_dense_reference(window, causal):
         lengths = random_lengths(seed)
         gen = torch.Generator().manual_seed(seed)
         q, k, v = torch.randn(3, sum(lengths), 2, 8, generator=gen)
-        out = backend_call(attn, q, k, v, lengths)
+        out = backend_call(attn.attn, q, k, v, lengths)
         ref = dense_reference(q, k, v, lengths, window, causal)
         torch.testing.assert_close(out.double(), ref, rtol=0, atol=1e-5)
 
@@ -244,7 +244,7 @@ def test_window_edges_are_inclusive_of_self(window, causal):
     attn = make_attention(causal, window, heads=1, head_dim=n)
     q = torch.zeros(n, 1, n)
     v = torch.eye(n).unsqueeze(1)
-    out = backend_call(attn, q, torch.randn(n, 1, n), v, lengths)[:, 0]
+    out = backend_call(attn.attn, q, torch.randn(n, 1, n), v, lengths)[:, 0]
     expected = torch.block_diag(*[visible(m, window, causal) for m in lengths])
     assert torch.equal(out > 1e-6, expected)
     torch.testing.assert_close(out.sum(-1), torch.ones(n))
@@ -318,7 +318,7 @@ def test_vision_style_layer_unchanged():
     lengths = [9, 13]
     gen = torch.Generator().manual_seed(9)
     q, k, v = torch.randn(3, sum(lengths), HEADS, D_MODEL // HEADS, generator=gen)
-    out = backend_call(type("W", (), {"attn": m}), q, k, v, lengths)
+    out = backend_call(m, q, k, v, lengths)
     ref = dense_reference(q, k, v, lengths, (-1, -1), causal=False)
     torch.testing.assert_close(out.double(), ref, rtol=0, atol=1e-5)
 
@@ -345,7 +345,7 @@ def test_cuda_half_precision_matches_float_reference(dtype, window, causal):
     lengths = torch.randint(100, 1500, (16,), generator=gen).tolist()
     attn = make_attention(causal, window, heads=12, head_dim=64)
     q, k, v = torch.randn(3, sum(lengths), 12, 64, generator=gen)
-    out = backend_call(attn, *(t.cuda().to(dtype) for t in (q, k, v)), lengths)
+    out = backend_call(attn.attn, *(t.cuda().to(dtype) for t in (q, k, v)), lengths)
     start = 0
     for n in lengths:  # float reference per clip keeps the dense mask small
         s = slice(start, start + n)
