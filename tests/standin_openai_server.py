@@ -66,7 +66,7 @@ def _error(message, status, etype="BadRequestError"):
 def _decode_data_url(url, prefix):
     if not url.startswith(prefix):
         raise ValueError(f"expected a {prefix}... data URL")
-    return base64.b64decode(url[len(prefix):], validate=True)
+    return base64.b64decode(url[len(prefix) :], validate=True)
 
 
 def _check_wav(data):
@@ -132,7 +132,11 @@ class StandInServer:
         if req.get("model") != MODEL:
             return _error(f"model {req.get('model')!r} not served", 400)
         content = req["messages"][-1]["content"]
-        parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
+        parts = (
+            content
+            if isinstance(content, list)
+            else [{"type": "text", "text": content}]
+        )
         kinds = {p["type"] for p in parts}
         try:
             if "audio_url" in kinds:
@@ -141,7 +145,9 @@ class StandInServer:
                     _decode_data_url(p["audio_url"]["url"], "data:audio/wav;base64,")
                 )
                 if "audio_500" in self.faults:
-                    return _error("RuntimeError: audio encoder failed", 500, "InternalServerError")
+                    return _error(
+                        "RuntimeError: audio encoder failed", 500, "InternalServerError"
+                    )
                 return 200, _completion("A steady beeping tone.")
             if "video_url" in kinds:
                 (p,) = [p for p in parts if p["type"] == "video_url"]
@@ -172,8 +178,8 @@ class StandInServer:
             return _error("expected multipart/form-data", 400)
         fields = {}
         for part in msg.iter_parts():
-            fields[part.get_param("name", header="content-disposition")] = part.get_payload(
-                decode=True
+            fields[part.get_param("name", header="content-disposition")] = (
+                part.get_payload(decode=True)
             )
         if "file" not in fields:
             return _error("field 'file' is required", 422)
@@ -196,9 +202,17 @@ class StandInServer:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
                 status, payload = server.route(method, self.path, self.headers, body)
-                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                data = (
+                    payload
+                    if isinstance(payload, bytes)
+                    else json.dumps(payload).encode()
+                )
                 self.send_response(status)
-                ctype = "application/json" if not isinstance(payload, bytes) else "text/html"
+                ctype = (
+                    "application/json"
+                    if not isinstance(payload, bytes)
+                    else "text/html"
+                )
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

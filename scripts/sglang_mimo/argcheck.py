@@ -59,13 +59,17 @@ def check_argvs(items):
         captured = io.StringIO()
         parsed = None
         try:
-            with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
+            with (
+                contextlib.redirect_stderr(captured),
+                contextlib.redirect_stdout(captured),
+            ):
                 args = prepare_server_args(argv)
             parsed = {f: getattr(args, f, None) for f in REPORTED_FIELDS}
         except SystemExit as e:
             lines = [ln for ln in captured.getvalue().splitlines() if "error:" in ln]
             problems.append(
-                "prepare_server_args: " + (lines[-1].strip() if lines else f"exit {e.code}")
+                "prepare_server_args: "
+                + (lines[-1].strip() if lines else f"exit {e.code}")
             )
         except Exception as e:  # a validation error raised while building ServerArgs
             problems.append(f"prepare_server_args: {type(e).__name__}: {e}")

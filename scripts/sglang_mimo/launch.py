@@ -40,9 +40,15 @@ def add_parser(subparsers):
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("recipe", nargs="?", help="recipe name (see --list) or path to a YAML file")
-    p.add_argument("--node-rank", type=int, help="this node's rank, 0..nodes-1 (0 for one node)")
-    p.add_argument("--head-addr", help="rank 0's HOST:PORT for torch.distributed (multi-node)")
+    p.add_argument(
+        "recipe", nargs="?", help="recipe name (see --list) or path to a YAML file"
+    )
+    p.add_argument(
+        "--node-rank", type=int, help="this node's rank, 0..nodes-1 (0 for one node)"
+    )
+    p.add_argument(
+        "--head-addr", help="rank 0's HOST:PORT for torch.distributed (multi-node)"
+    )
     for key, (flag, env) in R.SITE_INPUTS.items():
         p.add_argument(flag, dest=key, help=f"per-site value (or ${env})")
     p.add_argument(
@@ -52,11 +58,19 @@ def add_parser(subparsers):
         help="exec (default): run the server here; docker: docker run line(s); "
         "k8s: LeaderWorkerSet manifest",
     )
-    p.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
-    p.add_argument("--json", action="store_true", help="with --dry-run: JSON array output")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print what would run, run nothing"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="with --dry-run: JSON array output"
+    )
     p.add_argument("--list", action="store_true", help="list the known recipes")
-    p.add_argument("--image", help="image for docker/k8s (default: sglang-mimo:<dist>-<target>)")
-    p.add_argument("--python", default="python3", help="interpreter to exec (default python3)")
+    p.add_argument(
+        "--image", help="image for docker/k8s (default: sglang-mimo:<dist>-<target>)"
+    )
+    p.add_argument(
+        "--python", default="python3", help="interpreter to exec (default python3)"
+    )
     p.add_argument("--recipes-dir", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
     return p
@@ -130,7 +144,9 @@ def _run(args, environ):
         ranks = [rank]
     head = args.head_addr or environ.get(R.HEAD_ADDR_INPUT[1])
     launches = [
-        R.render_rank(recipe, rank, _site_for_rank(recipe, args, environ, rank, ranks), head)
+        R.render_rank(
+            recipe, rank, _site_for_rank(recipe, args, environ, rank, ranks), head
+        )
         for rank in ranks
     ]
 
@@ -138,7 +154,8 @@ def _run(args, environ):
         image = args.image or R.image_name(recipe)
         for launch in launches:
             print(f"# {recipe['name']}: node rank {launch.node_rank} of {n}")
-            print(R.shell_line(R.docker_argv(recipe, launch, image)))
+            argv = R.docker_argv(recipe, launch, image)
+            print(R.shell_line(argv, breaks={argv.index(image)}))
         return 0
     (launch,) = launches
     if args.dry_run:
@@ -183,7 +200,10 @@ def _dry_run_all(args):
         for rank in range(recipe["hardware"]["nodes"]):
             out.append(
                 R.render_rank(
-                    recipe, rank, R.placeholder_site(recipe, rank), R.placeholder_head_addr()
+                    recipe,
+                    rank,
+                    R.placeholder_site(recipe, rank),
+                    R.placeholder_head_addr(),
                 )
             )
     if problems:
@@ -200,8 +220,9 @@ def _print_launches(launches, as_json, python):
     for x in launches:
         print(f"# {x.recipe}: node rank {x.node_rank}")
         argv = ["env", *(f"{k}={v}" for k, v in x.env.items())] if x.env else []
+        breaks = {len(argv)}
         argv += [python, "-m", "sglang.launch_server", *x.argv]
-        print(R.shell_line(argv))
+        print(R.shell_line(argv, breaks))
 
 
 def _exec(launch, python, environ):

@@ -100,6 +100,8 @@ def iter_errors(value, schema, root=None, loc="(top)"):
                 elif isinstance(extra, dict):
                     yield from iter_errors(item, extra, root, sub)
     if "oneOf" in schema:
-        matches = sum(1 for s in schema["oneOf"] if not any(iter_errors(value, s, root, loc)))
+        matches = sum(
+            1 for s in schema["oneOf"] if not any(iter_errors(value, s, root, loc))
+        )
         if matches != 1:
             yield loc, f"{value!r} is not valid under exactly one of the given schemas"

@@ -72,9 +72,7 @@ def known_recipes(recipes_dir=None):
     """Map recipe name -> path for every ``*.yaml`` recipe in the directory."""
     d = Path(recipes_dir or paths.RECIPES)
     return {
-        p.stem: p
-        for p in sorted(d.glob("*.yaml"))
-        if p.name != ALLOWLIST_FILE.name
+        p.stem: p for p in sorted(d.glob("*.yaml")) if p.name != ALLOWLIST_FILE.name
     }
 
 
@@ -113,7 +111,8 @@ def load_recipe(name_or_path, recipes_dir=None):
     problems = validate(data, path.stem)
     if problems:
         raise RecipeError(
-            f"recipe {path} fails validation:\n" + "\n".join(f"  - {p}" for p in problems)
+            f"recipe {path} fails validation:\n"
+            + "\n".join(f"  - {p}" for p in problems)
         )
     return data
 
@@ -198,11 +197,17 @@ def semantic_errors(recipe, name=None, allowlist=None):
                 "use --attn-dp-size N (without --dp-size)"
             )
     if _flag_value(recipe, "--model-path") != "{model_path}":
-        errs.append('server_args: needs --model-path: "{model_path}" (a per-site value)')
+        errs.append(
+            'server_args: needs --model-path: "{model_path}" (a per-site value)'
+        )
     if _flag_value(recipe, "--reasoning-parser") != "mimo":
-        errs.append("server_args: --reasoning-parser must be mimo (see recipes/README.md)")
+        errs.append(
+            "server_args: --reasoning-parser must be mimo (see recipes/README.md)"
+        )
     if _flag_value(recipe, "--tool-call-parser") != "mimo":
-        errs.append("server_args: --tool-call-parser must be mimo (see recipes/README.md)")
+        errs.append(
+            "server_args: --tool-call-parser must be mimo (see recipes/README.md)"
+        )
 
     # MTP <-> speculative block.
     if recipe["model"]["mtp"] and "speculative" not in recipe:
@@ -239,7 +244,11 @@ def semantic_errors(recipe, name=None, allowlist=None):
     frac = _flag_value(recipe, "--mem-fraction-static")
     if "total_params_b" in model and frac is not None:
         per_gpu_gib = (
-            model["total_params_b"] * 1e9 * model["weight_bytes_per_param"] / gpus / 2**30
+            model["total_params_b"]
+            * 1e9
+            * model["weight_bytes_per_param"]
+            / gpus
+            / 2**30
         )
         budget = float(frac) * hw["gpu_memory_gib"]
         if per_gpu_gib >= budget:
@@ -261,7 +270,7 @@ def semantic_errors(recipe, name=None, allowlist=None):
         errs.append(f"site: site.{k} is described but never used")
     if hw["nodes"] > 1 and "rank_addr" not in used:
         errs.append(
-            "env.per_rank: a multi-node recipe sets SGLANG_HOST_IP: \"{rank_addr}\""
+            'env.per_rank: a multi-node recipe sets SGLANG_HOST_IP: "{rank_addr}"'
         )
     for section in ("common", "per_rank"):
         for key in recipe["env"][section]:
@@ -313,7 +322,9 @@ def check_head_addr(value, what="--head-addr"):
     """``HOST:PORT`` (``[v6]:PORT`` for IPv6), as --dist-init-addr expects."""
     m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):([0-9]{1,5})", value.strip())
     if not m:
-        raise RecipeError(f"{what}: {value!r} is not HOST:PORT (e.g. 192.168.100.10:29500)")
+        raise RecipeError(
+            f"{what}: {value!r} is not HOST:PORT (e.g. 192.168.100.10:29500)"
+        )
     host, port = m.group(1), int(m.group(2))
     check_host(host, what)
     if not 1 <= port <= 65535:
@@ -428,7 +439,14 @@ def render_argv(recipe, values, node_rank, head_addr, rank_flags=True):
     argv += spec_args(recipe)
     n = recipe["hardware"]["nodes"]
     if n > 1 and rank_flags:
-        argv += ["--nnodes", str(n), "--node-rank", str(node_rank), "--dist-init-addr", head_addr]
+        argv += [
+            "--nnodes",
+            str(n),
+            "--node-rank",
+            str(node_rank),
+            "--dist-init-addr",
+            head_addr,
+        ]
     return argv
 
 
@@ -469,7 +487,9 @@ def placeholder_head_addr():
 
 def image_name(recipe, repository="sglang-mimo"):
     """Image of the recipe's target: ``<repository>:<distribution>-<target>``."""
-    return f"{repository}:{paths.load_pin()['distribution']}-{recipe['image']['target']}"
+    return (
+        f"{repository}:{paths.load_pin()['distribution']}-{recipe['image']['target']}"
+    )
 
 
 def docker_argv(recipe, launch, image):
@@ -506,12 +526,18 @@ _ENV_ASSIGN_RE = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 HF_CACHE_MOUNT = "${HOME}/.cache/huggingface:/root/.cache/huggingface"
 
 
-def shell_line(argv):
-    """A copy-pasteable command: one flag (or VAR=value) per continuation line."""
+def shell_line(argv, breaks=()):
+    """A copy-pasteable command: one flag (or VAR=value) per continuation line, and a
+    line break before each token index in ``breaks``."""
     lines = [[]]
     prev = None
-    for tok in argv:
-        brk = tok.startswith("--") or tok in ("-e", "-v") or _ENV_ASSIGN_RE.match(tok)
+    for i, tok in enumerate(argv):
+        brk = (
+            i in breaks
+            or tok.startswith("--")
+            or tok in ("-e", "-v")
+            or _ENV_ASSIGN_RE.match(tok)
+        )
         if brk and lines[-1] and prev != "-e":
             lines.append([])
         lines[-1].append(f'"{tok}"' if tok == HF_CACHE_MOUNT else shlex.quote(tok))
@@ -558,7 +584,9 @@ def lws_manifest(recipe, values, image, head_port=PLACEHOLDER_HEAD_PORT):
     ]
     if model.startswith("/"):
         mounts.append({"name": "model", "mountPath": model, "readOnly": True})
-        volumes.append({"name": "model", "hostPath": {"path": model, "type": "Directory"}})
+        volumes.append(
+            {"name": "model", "hostPath": {"path": model, "type": "Directory"}}
+        )
 
     def pod(role):
         container = {
@@ -567,7 +595,9 @@ def lws_manifest(recipe, values, image, head_port=PLACEHOLDER_HEAD_PORT):
             "command": ["python3", "-m", "sglang.launch_server"],
             "args": argv,
             "env": env_list,
-            "resources": {"limits": {"nvidia.com/gpu": recipe["hardware"]["gpus_per_node"]}},
+            "resources": {
+                "limits": {"nvidia.com/gpu": recipe["hardware"]["gpus_per_node"]}
+            },
             "volumeMounts": mounts,
         }
         if recipe["image"].get("rdma"):

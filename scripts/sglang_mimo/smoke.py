@@ -197,7 +197,9 @@ class Smoke:
             "max_tokens": self.max_tokens,
             "temperature": 0,
         }
-        return _chat_reply(_post_json(f"{self.url}/v1/chat/completions", payload, self.timeout))
+        return _chat_reply(
+            _post_json(f"{self.url}/v1/chat/completions", payload, self.timeout)
+        )
 
     def check_health(self):
         status, body = _request(f"{self.url}/health", timeout=self.timeout)
@@ -221,7 +223,10 @@ class Smoke:
             {"file": ("smoke.wav", "audio/wav", self.wav)},
         )
         status, raw = _request(
-            f"{self.url}/v1/audio/transcriptions", body, {"Content-Type": ctype}, self.timeout
+            f"{self.url}/v1/audio/transcriptions",
+            body,
+            {"Content-Type": ctype},
+            self.timeout,
         )
         if status != 200:
             raise CheckFailed(_error_text(status, raw))
@@ -270,7 +275,9 @@ def format_table(rows, skipped=()):
         lines.append(f"{name:14} {'SKIP':6} {'-':>10}  {why}")
     failed = sum(1 for r in rows if r[1] != "PASS")
     lines.append("-" * 72)
-    lines.append(f"{len(rows) - failed} passed, {failed} failed, {len(skipped)} skipped")
+    lines.append(
+        f"{len(rows) - failed} passed, {failed} failed, {len(skipped)} skipped"
+    )
     return "\n".join(lines)
 
 
@@ -284,10 +291,16 @@ def add_parser(subparsers):
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--url", required=True, help="server base URL, e.g. http://10.0.0.1:30000")
+    p.add_argument(
+        "--url", required=True, help="server base URL, e.g. http://10.0.0.1:30000"
+    )
     p.add_argument("--model", help="model name for requests (default: from /v1/models)")
-    p.add_argument("--recipe", help="skip checks for modalities this recipe does not serve")
-    p.add_argument("--skip", default="", help="comma list of checks to skip: " + ",".join(CHECKS))
+    p.add_argument(
+        "--recipe", help="skip checks for modalities this recipe does not serve"
+    )
+    p.add_argument(
+        "--skip", default="", help="comma list of checks to skip: " + ",".join(CHECKS)
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     p.add_argument("--max-tokens", type=int, default=64)
     p.set_defaults(func=run)
@@ -296,7 +309,10 @@ def add_parser(subparsers):
 
 def run(args):
     if not _URL_RE.match(args.url):
-        print(f"smoke: error: --url {args.url!r} is not http(s)://HOST[:PORT]", file=sys.stderr)
+        print(
+            f"smoke: error: --url {args.url!r} is not http(s)://HOST[:PORT]",
+            file=sys.stderr,
+        )
         return 2
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     bad = skip - set(CHECKS)
