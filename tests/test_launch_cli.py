@@ -7,9 +7,9 @@ stand-in must never run.
 """
 
 import json
-import os
 import shlex
 import stat
+import sys
 
 import pytest
 import yaml
@@ -27,7 +27,7 @@ def standin_python(tmp_path):
     exe = tmp_path / "python3-standin"
     exe.write_text(
         "#!/bin/sh\n"
-        f'exec "{os.sys.executable}" -c \'import json, os, sys; '
+        f'exec "{sys.executable}" -c \'import json, os, sys; '
         f'json.dump({{"argv": sys.argv[1:], "env": dict(os.environ)}}, '
         f'open("{record}", "w"))\' "$@"\n'
     )
@@ -237,6 +237,7 @@ def test_kubernetes_leaderworkerset_manifest():
     (leader,) = lwt["leaderTemplate"]["spec"]["containers"]
     assert leader["readinessProbe"]["httpGet"]["path"] == "/health"
     assert "ray" not in r.stdout.lower()
+    assert "&id" not in r.stdout  # plain YAML, no anchors/aliases
 
 
 def test_kubernetes_manifest_needs_the_site_values():

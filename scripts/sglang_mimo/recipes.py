@@ -7,6 +7,7 @@ and turns it into the environment and argv of one node rank, a ``docker run`` li
 a Kubernetes LeaderWorkerSet manifest. It never starts anything; ``launch.py`` does.
 """
 
+import copy
 import ipaddress
 import json
 import re
@@ -609,7 +610,9 @@ def lws_manifest(recipe, values, image, head_port=PLACEHOLDER_HEAD_PORT):
                 "initialDelaySeconds": 120,
                 "periodSeconds": 10,
             }
-        spec = {"containers": [container], "volumes": volumes}
+        # Own copies per template: no YAML anchors/aliases in the output.
+        container = copy.deepcopy(container)
+        spec = {"containers": [container], "volumes": copy.deepcopy(volumes)}
         if recipe["image"].get("rdma"):
             # RoCE/IB interfaces are named as on the host (NCCL_SOCKET_IFNAME, NCCL_IB_HCA).
             spec["hostNetwork"] = True
