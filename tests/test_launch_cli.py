@@ -13,7 +13,7 @@ import sys
 
 import pytest
 import yaml
-from recipe_helpers import R, clean_env, launch, paths
+from recipe_helpers import LAUNCH, R, clean_env, launch, paths
 
 GB10 = "mimo-v2.5-gb10x4"
 GB10_SITE = ["--nic", "enP2p1s0f0np0", "--ib-hca", "roceP2p1s0f0"]
@@ -251,3 +251,29 @@ def test_list_and_help():
     assert [ln.split()[0] for ln in r.stdout.splitlines()] == list(R.known_recipes())
     h = launch("--help")
     assert h.returncode == 0 and "--node-rank" in h.stdout and "Exit codes" in h.stdout
+
+
+def test_without_jsonschema_the_builtin_validator_takes_over(tmp_path):
+    """A bare host without the jsonschema package: same acceptance, same refusals."""
+    blocker = tmp_path / "block" / "jsonschema"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('blocked for this test')\n")
+    env = clean_env(PYTHONPATH=str(tmp_path / "block"))
+    ok = launch("--dry-run", "--json", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == launch("--dry-run", "--json").stdout
+    data = yaml.safe_load(R.known_recipes()["mimo-v2.5-h200x8"].read_text())
+    data["speculative"]["num_steps"] = "3"
+    bad = tmp_path / "mimo-v2.5-h200x8.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    r = launch(bad, "--dry-run", env=env)
+    assert r.returncode == 3 and "speculative/num_steps" in r.stderr, r.stderr
+
+
+def test_scripts_launch_is_executable():
+    import subprocess
+
+    r = subprocess.run(
+        [str(LAUNCH), "--list"], capture_output=True, text=True, env=clean_env()
+    )
+    assert r.returncode == 0, r.stderr

@@ -124,10 +124,8 @@ def _run(args, environ):
     if args.render == "k8s":
         need = R.used_placeholders(recipe) - {"rank_addr"}
         values = R.resolve_site(recipe, _given(args), environ, need)
-        import yaml
-
         manifest = R.lws_manifest(recipe, values, args.image or R.image_name(recipe))
-        sys.stdout.write(yaml.safe_dump(manifest, sort_keys=False, width=100))
+        sys.stdout.write(R._yaml().safe_dump(manifest, sort_keys=False, width=100))
         return 0
 
     if args.render == "docker" and args.node_rank is None:
