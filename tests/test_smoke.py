@@ -124,3 +124,15 @@ def test_generated_media_are_real_files():
             a_s = float(audio.duration * audio.time_base)
         assert frames == 8
         assert a_s >= v_s  # audio not shorter than the video (sglang#24602)
+
+
+def test_video_check_falls_back_to_the_bundled_clip_without_pyav(monkeypatch):
+    def no_pyav():
+        raise ImportError("No module named 'av'")
+
+    monkeypatch.setattr(smoke, "make_mp4", no_pyav)
+    data, source = smoke.video_clip()
+    assert source == "bundled" and data == smoke.BUNDLED_MP4.read_bytes()
+    with StandInServer() as server:
+        detail = smoke.Smoke(server.url, timeout=10).check_video()
+    assert detail and server.media["chat_video_frames"] == 8
