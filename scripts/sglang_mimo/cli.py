@@ -11,6 +11,7 @@ import sys
 
 # Modules that contribute sub-commands, in the order --help lists them.
 SUBCOMMAND_MODULES = [
+    "docs",
     "launch",
     "smoke",
 ]
