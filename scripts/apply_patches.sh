@@ -31,6 +31,8 @@ Options:
                  uncommitted changes in files the series touches
   --series FILE  use another series file (patches are read beside it)
   --fetch        only download and verify the pinned wheel; print its path
+  --wheel KEY    which pinned wheel to use (a key of "wheels" in pin.json, e.g.
+                 aarch64-cp312); default: this machine's arch and python
   -h, --help     this text
 
 Environment:
@@ -67,12 +69,18 @@ MODE=apply
 COMMIT=0
 FORCE=0
 DIR=""
+WHEEL_KEY=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--check) MODE=check ;;
 	--reverse) MODE=reverse ;;
 	--fetch) MODE=fetch ;;
 	--commit) COMMIT=1 ;;
+	--wheel)
+		[ $# -ge 2 ] || die 2 "--wheel needs a key of pin.json's wheels"
+		WHEEL_KEY=$2
+		shift
+		;;
 	--force) FORCE=1 ;;
 	--series)
 		[ $# -ge 2 ] || die 2 "--series needs a file"
@@ -124,6 +132,12 @@ patch_files() { sed -n 's#^diff --git a/\(.*\) b/\(.*\)$#\1\n\2#p' "$PATCHDIR/$1
 # --- the pinned wheel ------------------------------------------------------
 wheel_key() {
 	local arch py
+	if [ -n "$WHEEL_KEY" ]; then
+		python3 -c 'import json,sys; sys.exit(sys.argv[2] not in json.load(open(sys.argv[1]))["wheels"])' "$PIN" "$WHEEL_KEY" ||
+			die 2 "--wheel $WHEEL_KEY: pin.json has no such wheel"
+		echo "$WHEEL_KEY"
+		return 0
+	fi
 	arch=$(uname -m)
 	py=$(python3 -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
 	if python3 -c 'import json,sys; sys.exit(sys.argv[2] not in json.load(open(sys.argv[1]))["wheels"])' "$PIN" "$arch-$py"; then

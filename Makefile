@@ -1,0 +1,43 @@
+# sglang-mimo: `make test` installs everything the tests need and runs them.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: test venv sysdeps apply clean
+
+test: venv
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# System packages the tests use, installed from Debian when missing (as root):
+# FFmpeg 5 shared libraries for torchcodec (the pinned release's x86_64 video
+# backend), quilt and GNU patch (the series must work with both), git.
+FFMPEG_DEBS := libavcodec59 libavformat59 libavutil57 libavdevice59 libavfilter8 libswscale6 libswresample4
+sysdeps:
+	@missing=""; \
+	ldconfig -p | grep -q 'libavutil.so.57' || missing="$$missing $(FFMPEG_DEBS)"; \
+	for tool in quilt patch git; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "the tests need these Debian packages: apt-get install$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
+venv: sysdeps $(VENV)/.installed
+
+$(VENV)/.installed: tests/requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r tests/requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+# Apply the series to the pinned release (build/sglang-VERSION).
+apply:
+	scripts/apply_patches.sh
+
+clean:
+	rm -rf build
