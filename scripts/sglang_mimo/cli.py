@@ -13,6 +13,8 @@ import sys
 SUBCOMMAND_MODULES = [
     "docs",
     "image",
+    "launch",
+    "smoke",
 ]
 
 
