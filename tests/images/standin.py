@@ -10,7 +10,9 @@ under the real base image's name, so the Dockerfile and the bake file run unchan
 Stand-in limits, on purpose: Debian's Python 3.11 (upstream uses 3.12; the arm64
 wheel is cp312 only, so its pure-Python files are installed into 3.11 and its Rust
 extensions are unused), CPU torch (2.13.0+cpu on amd64, 2.10.0 on arm64: the last
-CPU-only aarch64 build on PyPI), and no nvidia-nccl-cu13.
+CPU-only aarch64 build on PyPI) with the matching torchvision (on amd64 loaded through
+the stand-in shim in standin-files/, as PyPI's x86_64 torchvision is built for CUDA
+torch), and no nvidia-nccl-cu13.
 
     python3 tests/images/standin.py amd64|arm64 [--tag NAME]...
 
@@ -59,7 +61,20 @@ IMPORT_PACKAGES = [
     "tqdm==4.70.1",
     "ipython==9.18.1",
     "aiohttp==3.14.5",
-    "pyyaml==6.0.3",  # the launcher (scripts/launch) reads recipes with it
+    "pyyaml==6.0.3",  # also what the launcher (scripts/launch) reads recipes with
+    "einops==0.8.2",
+    "transformers==5.19.0",
+    "apache-tvm-ffi==0.1.11",
+    "dill==0.4.1",
+    "sentencepiece==0.2.1",
+    "gguf==0.19.0",
+    "openai==2.8.0",
+    "partial-json-parser==0.2.1.1.post7",
+    "fastapi==0.165.0",
+    "loguru==0.7.3",
+    "soundfile==0.13.1",
+    "uvloop==0.23.0",
+    "uvicorn==0.54.0",
     # torch's own (pure Python) dependencies: torch itself goes in with --no-deps,
     # because pip judges its CUDA requirements' markers by this machine, not the target.
     "filelock==4.2.11",
@@ -76,13 +91,27 @@ ARCHES = {
         "platform": "linux/amd64",
         "glibc_arch": "x86_64",
         # 2.13.0+cpu from the local wheel cache (pip's find-links) when present.
-        "no_deps": ["torch==2.13.0", "triton==3.8.0"],
+        "no_deps": [
+            "torch==2.13.0",
+            "triton==3.8.0",
+            "torchvision==0.28.0",
+            "compressed-tensors==0.18.0",
+        ],
+        # PyPI's x86_64 torchvision is built for CUDA torch: see standin-files/.
+        "shims": ["_standin_torchvision"],
     },
     "arm64": {
         "uname": "aarch64",
         "platform": "linux/arm64",
         "glibc_arch": "aarch64",
-        "no_deps": ["torch==2.10.0", "triton==3.8.0", "decord2==3.4.0"],
+        "no_deps": [
+            "torch==2.10.0",
+            "triton==3.8.0",
+            "torchvision==0.25.0",
+            "compressed-tensors==0.18.0",
+            "decord2==3.4.0",
+        ],
+        "shims": [],
     },
 }
 
@@ -227,6 +256,11 @@ def install_python_packages(arch, root):
     run(pip + target + ["--no-deps", *a["no_deps"]])
     run(pip + target + IMPORT_PACKAGES)
     shutil.rmtree(site / "bin", ignore_errors=True)
+    # Each shim is loaded at start-up by a .pth file; see the module's docstring.
+    for shim in a["shims"]:
+        src = HERE / "standin-files" / f"{shim}.py"
+        shutil.copyfile(src, site / src.name)
+        (site / f"{shim}.pth").write_text(f"import {shim}\n")
     # Importing triton needs none of its bundled compiler binaries (ptxas, ROCm libraries).
     for sub in ("backends/nvidia/bin", "backends/amd/lib"):
         shutil.rmtree(site / "triton" / sub, ignore_errors=True)
