@@ -105,6 +105,9 @@ def built(engine):
     VARS.write_text(json.dumps(img.bake_vars(), indent=2) + "\n")
     plan = bake_print()["target"]
     times, images = {}, {}
+    # Last run's images: rebuilt below; removing them first frees the stand-ins they used.
+    for target in TARGETS:
+        sh(["docker", "rmi", plan[target]["tags"][0]], check=False)
     for target, (arch, _, _) in TARGETS.items():
         base = plan[target]["args"]["BASE_IMAGE"]
         t0 = time.monotonic()

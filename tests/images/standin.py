@@ -174,6 +174,15 @@ def cache_key(arch):
     return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:16]
 
 
+def image_id(name):
+    out = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", name],
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
 def image_key(name):
     out = subprocess.run(
         [
@@ -358,12 +367,14 @@ def ensure(arch, tags=()):
         CACHE.mkdir(parents=True, exist_ok=True)
         tar = CACHE / f"{arch}-{key}.tar"
         if not tar.is_file():
-            for old in CACHE.glob(
-                f"{arch}-*.tar"
-            ):  # the previous stand-in of this arch
+            for old in CACHE.glob(f"{arch}-*.tar"):  # the previous stand-in's root
                 old.unlink()
             build_rootfs_tar(arch, tar)
+        previous = image_id(name)
         import_image(arch, tar, name, key)
+        if previous and previous != image_id(name):
+            # Gone unless something still uses it (e.g. an image built on it).
+            subprocess.run(["docker", "rmi", previous], capture_output=True)
         got = image_key(name)
         if got != f"{key}|{arch}":
             raise SystemExit(
