@@ -12,6 +12,11 @@ import sys
 # Modules that contribute sub-commands, in the order --help lists them.
 SUBCOMMAND_MODULES = [
     "docs",
+    "status",
+    "audit",
+    "changelog",
+    "rebase",
+    "export_pr",
 ]
 
 
