@@ -45,11 +45,15 @@ def section_text(text, release):
 
 
 def dropped_entries(section):
-    """The bullet lines under the section's ``### Dropped`` heading."""
+    """The items under the section's ``### Dropped`` heading, one string each."""
     m = re.search(r"^### Dropped\n(.*?)(?=^### |^## |\Z)", section, re.M | re.S)
-    if not m:
-        return []
-    return [l for l in m.group(1).splitlines() if l.startswith("- ")]
+    items = []
+    for line in (m.group(1) if m else "").splitlines():
+        if line.startswith("- "):
+            items.append(line)
+        elif items and line.startswith(" ") and line.strip():
+            items[-1] += " " + line.strip()
+    return items
 
 
 def problems(text=None, patches=None, pin=None):
