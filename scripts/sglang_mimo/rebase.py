@@ -51,6 +51,15 @@ def work_tree(version, wheel):
 def try_series(version):
     """Fetch, unpack and check: a dict with wheels, tree, rows and audit findings."""
     wheels = trees.fetch_release_wheels(version)
+    pin = paths.load_pin()
+    if version == pin["version"]:
+        for k, (path, digest) in wheels.items():
+            if digest != pin["wheels"][k]["sha256"]:
+                raise trees.ToolError(
+                    f"sha256 of {path.name} is {digest}, the pin says "
+                    f"{pin['wheels'][k]['sha256']}",
+                    5,
+                )
     key = trees.local_wheel_key()
     tree = work_tree(version, wheels[key][0])
     states, _ = trees.check(tree)
