@@ -235,3 +235,9 @@ def test_a_conflict_leaves_rej_files_and_writes_nothing(tmp_path):
     assert row["rej"] and all((tree / r).exists() for r in row["rej"])
     assert "written" not in result
     assert snapshot(repo) == before
+
+
+@pytest.mark.parametrize("mode", ["--check", "--reverse"])
+def test_apply_script_rejects_only_when_applying(mode, pristine_tree):
+    proc = trees.run_apply("--reject", mode, pristine_tree)
+    assert proc.returncode == 2 and "--reject only applies" in proc.stderr

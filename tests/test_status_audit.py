@@ -185,3 +185,7 @@ def test_a_conditional_kernel_import_is_no_gap(pristine_tree, tmp_path):
         )
     )
     run_cli("audit", tree, check_rc=0)
+
+
+def test_audit_passes_on_the_patched_tree(trees):
+    run_cli("audit", trees["patched"], check_rc=0)

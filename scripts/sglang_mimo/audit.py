@@ -42,6 +42,13 @@ EXEMPT = {
     ("sglang/srt/multimodal/processors/mimo_v2.py", "MiMoV2Processor.models"): (
         "multimodal-only: the omni processor is registered for the multimodal class"
     ),
+    (
+        "sglang/srt/entrypoints/openai/transcription_adapters/mimo_v2.py",
+        "MiMoV2Adapter",
+    ): (
+        "multimodal-only: transcription needs the audio tower (added by patch 0004; "
+        "audited on patched trees)"
+    ),
     ("sglang/srt/arg_groups/model_hook.py", "handle_model_specific_adjustments"): (
         "nested in the branch that names both; checks the fused-qkv TP layout of "
         "the multimodal checkpoints (a no-op for split layouts)"

@@ -75,6 +75,7 @@ def try_series(version):
                 "rej": [],
             }
         )
+    findings = audit.audit(tree)[0]  # on the release itself, before any .rej
     conflicts = [r for r in rows if r["outcome"] == "conflicts"]
     if conflicts:
         proc = trees.run_apply("--reject", "--force", tree)
@@ -86,7 +87,6 @@ def try_series(version):
             r["rej"] = [j for j in rejs if j[: -len(".rej")] in files]
         if proc.returncode not in (0, 1):
             raise trees.ToolError(f"apply_patches.sh --reject: {proc.stderr.strip()}")
-    findings = audit.audit(tree)[0]
     return {
         "version": version,
         "tree": str(tree),
