@@ -160,7 +160,7 @@ def test_rebase_drops_a_patch_that_is_already_upstream(tmp_path):
     (work / "python" / name).write_text(old)
     trees.git(work, "init", "-q")
     trees.git(work, "add", "-A")
-    trees.git(work, "commit", "-q", "-m", "base")
+    trees.git(work, "commit", "-q", "-m", "base", env=trees.GIT_IDENT)
     (work / "python" / name).write_text(new)
     trees.git(
         work,
@@ -173,6 +173,7 @@ def test_rebase_drops_a_patch_that_is_already_upstream(tmp_path):
         "Breaks-Without: nothing\nUpstream-Status: Backport [https://github.com/"
         "sgl-project/sglang/pull/1]\nUpstream-PR: https://github.com/sgl-project/"
         "sglang/pull/1",
+        env=trees.GIT_IDENT,
     )
     repo = repo_copy(tmp_path / "repo")
     patch_name = "0099-carry-an-upstream-change.patch"

@@ -329,7 +329,7 @@ def verified(moved, result):
     )
 
 
-def pr_body(patch, moved, result=None):
+def pr_body(patch, moved, result=None, stacked_on=()):
     prs = ", ".join(f"#{n}" for n in patch.upstream_prs)
     test_files = ", ".join(f"`{m.dest}`" for m in moved)
     fixes = [t for m in moved for t in m.fixes_tests]
@@ -345,6 +345,21 @@ def pr_body(patch, moved, result=None):
     ]
     if prs:
         lines += ["", f"Earlier upstream PR(s) for this fix: {prs}."]
+    if stacked_on:
+        lines += [
+            "",
+            "Stacked on: "
+            + "; ".join(
+                f"{p.subject}"
+                + (
+                    f" ({', '.join(f'#{n}' for n in p.upstream_prs)})"
+                    if p.upstream_prs
+                    else ""
+                )
+                for p in stacked_on
+            )
+            + ". Review and merge that first.",
+        ]
     lines += [
         "",
         "## Modifications",
@@ -394,6 +409,24 @@ def pr_body(patch, moved, result=None):
     return "\n".join(lines)
 
 
+def _why(patch, states, proc):
+    """The apply script's reason, and which earlier patches this one stacks on."""
+    if not states:
+        return proc.stderr.strip()
+    what = states[0].status + (f": {states[0].detail}" if states[0].detail else "")
+    earlier = [
+        p.name
+        for p in series.load_series()[: series.read_series().index(patch.name)]
+        if set(p.files) & set(patch.files)
+    ]
+    if earlier and states[0].status == "conflicts":
+        what += (
+            f"; it is stacked on {', '.join(earlier)} (same files): export those "
+            "first and pass --base <their branch>"
+        )
+    return what
+
+
 def export(
     spec, checkout, out=None, base=None, branch=None, do_verify=False, python=None
 ):
@@ -418,24 +451,20 @@ def export(
     base_sha = trees.git(checkout, "rev-parse", f"{base or 'HEAD'}^{{commit}}").strip()
     moved = moved_tests(patch, checkout)
 
+    previous = trees.git(
+        checkout, "symbolic-ref", "-q", "--short", "HEAD", check=False
+    ).strip()
     with tempfile.TemporaryDirectory() as tmp:
         one = trees.single_patch_series(patch.path, Path(tmp) / "patches")
-        states, proc = trees.check(checkout, series_file=one)
-        if not states or states[0].status != "applies":
-            what = (
-                states[0].status
-                + (f": {states[0].detail}" if states and states[0].detail else "")
-                if states
-                else proc.stderr.strip()
-            )
-            raise trees.ToolError(
-                f"{patch.name} does not apply to {checkout}: {what}", 1
-            )
-        previous = trees.git(
-            checkout, "symbolic-ref", "-q", "--short", "HEAD", check=False
-        ).strip()
         trees.git(checkout, "checkout", "-q", "-b", branch, base_sha)
         try:
+            states, proc = trees.check(checkout, series_file=one)
+            if not states or states[0].status != "applies":
+                raise trees.ToolError(
+                    f"{patch.name} does not apply to {base or 'HEAD'} of {checkout}: "
+                    f"{_why(patch, states, proc)}",
+                    1,
+                )
             proc = trees.run_apply("--commit", "--force", "--series", one, checkout)
             if proc.returncode != 0:
                 raise trees.ToolError(
@@ -446,18 +475,18 @@ def export(
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_text(m.text, encoding="utf-8")
                 trees.git(checkout, "add", m.dest)
-            message = (
-                f"[{patch.tag}] Add unit test: {patch.title}\n\n"
-                + "\n".join(
-                    f"{m.dest}: fails without the previous commit ({', '.join(m.fixes_tests)}), "
-                    "passes with it."
-                    for m in moved
-                )
-                + "\n"
+            message = f"[{patch.tag}] Add unit test: {patch.title}\n\n" + "\n".join(
+                f"{m.dest}: fails without the previous commit "
+                f"({', '.join(m.fixes_tests)}), passes with it."
+                for m in moved
             )
-            ident = {}
+            env = None
             if not trees.git(checkout, "config", "user.email", check=False).strip():
-                ident = trees.GIT_IDENT
+                env = {
+                    k: v
+                    for k, v in trees.GIT_IDENT.items()
+                    if k.startswith("GIT_COMMITTER")
+                }
             trees.git(
                 checkout,
                 "commit",
@@ -465,9 +494,8 @@ def export(
                 f"--author={patch.author}",
                 f"--date={patch.date}",
                 "-m",
-                message,
-                env={k: v for k, v in ident.items() if k.startswith("GIT_COMMITTER")}
-                or None,
+                message + "\n",
+                env=env,
             )
         except Exception:
             trees.git(
@@ -482,7 +510,14 @@ def export(
     )
     out = Path(out) if out else trees.BUILD / "pr" / f"{stem}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(pr_body(patch, moved, result), encoding="utf-8")
+    stacked_on = []
+    if base:
+        stacked_on = [
+            p
+            for p in series.load_series()[: series.read_series().index(patch.name)]
+            if set(p.files) & set(patch.files)
+        ]
+    out.write_text(pr_body(patch, moved, result, stacked_on), encoding="utf-8")
     return patch, branch, base_sha, moved, out, result
 
 
@@ -511,7 +546,9 @@ def run(args):
     if result:
         before, after = result["before"][1], result["after"][1]
         ok = verified(moved, result)
-        print(f"verify: before {before}\n        after {after}")
+        for label, got in (("before", before), ("after", after)):
+            counts = {v: list(got.values()).count(v) for v in sorted(set(got.values()))}
+            print(f"verify: {label} the patch: {counts}")
         if not ok:
             print(
                 "verify: the moved test does not fail before and pass after the patch"

@@ -203,7 +203,7 @@ def git(repo, *args, check=True, env=None):
         ["git", "-C", str(repo), *map(str, args)],
         capture_output=True,
         text=True,
-        env={**os.environ, **GIT_IDENT, **(env or {})},
+        env={**os.environ, **(env or {})},
     )
     if check and proc.returncode != 0:
         raise ToolError(f"git {' '.join(map(str, args))}: {proc.stderr.strip()}")
@@ -220,14 +220,9 @@ def make_checkout(wheel, dest, version):
     unpack_wheel(wheel, dest / "python")
     git(dest, "init", "-q")
     git(dest, "add", "-A")
-    git(
-        dest,
-        "commit",
-        "-q",
-        "-m",
-        f"SGLang {version}, unpacked from {Path(wheel).name}",
-    )
-    git(dest, "tag", f"v{version}")
+    message = f"SGLang {version}, unpacked from {Path(wheel).name}"
+    git(dest, "commit", "-q", "-m", message, env=GIT_IDENT)
+    git(dest, "tag", f"v{version}", env=GIT_IDENT)
     return dest
 
 
