@@ -52,12 +52,17 @@ CUDA_REGISTER = (
 
 @dataclass
 class MovedTest:
-    source: Path  # tests/regression/test_x.py
+    source: Path  # tests/regression/test_x.py (or a helper module it imports)
     dest: str  # test/registered/unit/.../test_x.py (checkout-relative)
     text: str
     fixes_tests: list = field(default_factory=list)
     other_tests: list = field(default_factory=list)
-    cuda: bool = False
+    cuda: list = field(default_factory=list)  # tests that need a CUDA GPU
+    partial: list = field(default_factory=list)  # fixes only some of their cases
+
+    @property
+    def is_test(self):
+        return Path(self.dest).name.startswith("test_")
 
 
 def find_patch(spec):
@@ -83,56 +88,153 @@ def _dotted(node):
     return ".".join(reversed(parts))
 
 
-def _fixes_value(dec, marks):
+PATCH_NAME = re.compile(r"^\d{4}-[\w.-]+\.patch$")
+
+
+def _fixes_value(dec, marks, consts=None):
+    """The patch a ``pytest.mark.fixes(...)`` decorator (or a name bound to one) names."""
     if isinstance(dec, ast.Call) and _dotted(dec.func) == "pytest.mark.fixes":
         if dec.args and isinstance(dec.args[0], ast.Constant):
             return dec.args[0].value
+        if dec.args and isinstance(dec.args[0], ast.Name):
+            return (consts or {}).get(dec.args[0].id)
     if isinstance(dec, ast.Name) and dec.id in marks:
         return marks[dec.id]
     return None
 
 
+def _mark_names(tree):
+    """Module-level ``PATCH = "000N-....patch"`` constants and ``FIX = pytest.mark.fixes(...)``
+    names: (marks {name: patch}, consts {name: patch}, their statements)."""
+    marks, consts, stmts = {}, {}, []
+    for stmt in tree.body:
+        if not (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+        ):
+            continue
+        name = stmt.targets[0].id
+        if isinstance(stmt.value, ast.Constant) and PATCH_NAME.match(
+            str(stmt.value.value)
+        ):
+            consts[name] = stmt.value.value
+            stmts.append(stmt)
+        elif _fixes_value(stmt.value, {}, consts) is not None:
+            marks[name] = _fixes_value(stmt.value, {}, consts)
+            stmts.append(stmt)
+    return marks, consts, stmts
+
+
+def _strip_param_marks(src, patch_name):
+    """Handle ``pytest.param(..., marks=FIX)``: keep this patch's cases without the
+    mark, drop other patches' cases. Returns (src, names of the test functions that
+    have a case of this patch)."""
+    tree = ast.parse(src)
+    marks, consts, _ = _mark_names(tree)
+    starts = [0]
+    for line in src.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+
+    def at(lineno, col):
+        return starts[lineno - 1] + col
+
+    edits, mine_names = [], set()
+    for call in ast.walk(tree):
+        if not (isinstance(call, ast.Call) and _dotted(call.func) == "pytest.param"):
+            continue
+        kw = next((k for k in call.keywords if k.arg == "marks"), None)
+        if kw is None:
+            continue
+        names = (
+            kw.value.elts if isinstance(kw.value, (ast.List, ast.Tuple)) else [kw.value]
+        )
+        values = [_fixes_value(n, marks, consts) for n in names]
+        if not any(values) or not all(values):
+            continue
+        if patch_name in values:
+            prev = [*call.args, *[k for k in call.keywords if k is not kw]]
+            prev = [
+                n
+                for n in prev
+                if (n.end_lineno, n.end_col_offset) <= (kw.lineno, kw.col_offset)
+            ]
+            start = (
+                at(prev[-1].end_lineno, prev[-1].end_col_offset)
+                if prev
+                else at(kw.lineno, kw.col_offset)
+            )
+            edits.append((start, at(kw.end_lineno, kw.end_col_offset), ""))
+            mine_names.add(call)
+        else:
+            end = at(call.end_lineno, call.end_col_offset)
+            if src[end : end + 1] == ",":
+                end += 1
+            edits.append((at(call.lineno, call.col_offset), end, ""))
+    for start, end, new in sorted(edits, reverse=True):
+        src = src[:start] + new + src[end:]
+    # Which tests have a case of this patch: directly, or via a module-level list.
+    holders = set()
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and any(
+            c in mine_names for c in ast.walk(stmt.value)
+        ):
+            holders |= {t.id for t in stmt.targets if isinstance(t, ast.Name)}
+    tests = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for d in node.decorator_list:
+                inner = list(ast.walk(d))
+                if any(c in mine_names for c in inner) or any(
+                    isinstance(n, ast.Name) and n.id in holders for n in inner
+                ):
+                    tests.add(node.name)
+    return src, tests
+
+
 def upstream_test_source(src, patch_name):
-    """Rewrite a tests/regression file for upstream: (text, fixes_tests, others, cuda)."""
+    """Rewrite a tests/regression file for upstream.
+
+    Returns (text, fixes_tests, other_tests, cuda_tests, partial): the tests of
+    ``patch_name``, the unmarked tests kept with them, which of both need CUDA, and
+    the fixes-tests of which only some parametrized cases are marked.
+    """
+    src, param_level = _strip_param_marks(src, patch_name)
     tree = ast.parse(src)
     lines = src.splitlines(keepends=True)
     drop = set()  # 0-based line numbers to delete
     replace = {}  # 0-based line -> new text
-    marks = {}
-    for stmt in tree.body:
-        if (
-            isinstance(stmt, ast.Assign)
-            and len(stmt.targets) == 1
-            and isinstance(stmt.targets[0], ast.Name)
-            and _fixes_value(stmt.value, {}) is not None
-        ):
-            marks[stmt.targets[0].id] = _fixes_value(stmt.value, {})
-            drop.update(range(stmt.lineno - 1, stmt.end_lineno))
-    fixes_tests, others, cuda = [], [], False
+    marks, consts, stmts = _mark_names(tree)
+    for stmt in stmts:
+        drop.update(range(stmt.lineno - 1, stmt.end_lineno))
+    fixes_tests, others, cuda = [], [], []
 
-    def visit(node, inherited=None, prefix=""):
-        nonlocal cuda
+    def visit(node, inherited=False, prefix="", inherited_cuda=False):
         decs = node.decorator_list
-        values = {_fixes_value(d, marks) for d in decs} - {None}
+        needs_cuda = inherited_cuda or any(
+            _dotted(d) == "pytest.mark.cuda" for d in decs
+        )
+        values = {_fixes_value(d, marks, consts) for d in decs} - {None}
         start = min([d.lineno for d in decs] + [node.lineno]) - 1
         if values and patch_name not in values:
             drop.update(range(start, node.end_lineno))
             return
-        mine = inherited or patch_name in values
+        mine = inherited or patch_name in values or node.name in param_level
         for d in decs:
-            if _fixes_value(d, marks) is not None:
+            if _fixes_value(d, marks, consts) is not None:
                 drop.update(range(d.lineno - 1, d.end_lineno))
             elif _dotted(d) == "pytest.mark.cuda":
                 indent = lines[d.lineno - 1][: d.col_offset - 1]
                 replace[d.lineno - 1] = f"{indent}@requires_cuda\n"
-                cuda = True
         if isinstance(node, ast.ClassDef):
             for sub in node.body:
                 if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    visit(sub, mine, f"{node.name}::")
+                    visit(sub, mine, f"{node.name}::", needs_cuda)
             return
         if node.name.startswith("test"):
             (fixes_tests if mine else others).append(prefix + node.name)
+            if needs_cuda:
+                cuda.append(prefix + node.name)
 
     for stmt in tree.body:
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -141,8 +243,9 @@ def upstream_test_source(src, patch_name):
     text = "".join(out)
     text = re.sub(r"\s*\((?:patch|patches) \d{4}[^)]*\)", "", text, count=1)
     text = _drop_unused_imports(text)
-    text = _register(text, cuda, bool(others or fixes_tests))
-    return text, fixes_tests, others, cuda
+    text = _register(text, bool(cuda), bool(others or fixes_tests))
+    partial = [t for t in fixes_tests if t.split("::")[-1] in param_level]
+    return text, fixes_tests, others, cuda, partial
 
 
 def _drop_unused_imports(text):
@@ -242,13 +345,29 @@ def test_dir_for(patch):
     return Path("test/registered/unit") / Path(rel).parent
 
 
+def local_imports(text):
+    """Sibling modules of tests/regression that a test file imports (not conftest)."""
+    found = []
+    for stmt in ast.parse(text).body:
+        names = []
+        if isinstance(stmt, ast.ImportFrom) and not stmt.level and stmt.module:
+            names = [stmt.module]
+        elif isinstance(stmt, ast.Import):
+            names = [a.name for a in stmt.names]
+        for n in names:
+            path = REGRESSION / f"{n}.py"
+            if "." not in n and n != "conftest" and path.exists():
+                found.append(path)
+    return found
+
+
 def moved_tests(patch, checkout):
     out = []
     for path in sorted(REGRESSION.glob("test_*.py")):
         src = path.read_text(encoding="utf-8")
         if patch.name not in src:
             continue
-        text, fixes, others, cuda = upstream_test_source(src, patch.name)
+        text, fixes, others, cuda, partial = upstream_test_source(src, patch.name)
         if not fixes:
             continue
         folder = test_dir_for(patch)
@@ -256,7 +375,15 @@ def moved_tests(patch, checkout):
         if (Path(checkout) / dest).exists():
             stem = re.sub(r"^\d{4}-", "", patch.name.removesuffix(".patch"))
             dest = folder / f"test_{stem.replace('-', '_')}.py"
-        out.append(MovedTest(path, dest.as_posix(), _format(text), fixes, others, cuda))
+        out.append(
+            MovedTest(
+                path, dest.as_posix(), _format(text), fixes, others, cuda, partial
+            )
+        )
+        for helper in local_imports(text):  # e.g. mimo_helpers.py beside the tests
+            hdest = (folder / helper.name).as_posix()
+            if hdest not in {m.dest for m in out}:
+                out.append(MovedTest(helper, hdest, _format(helper.read_text())))
     if not out:
         raise trees.ToolError(
             f"no test in tests/regression is marked fixes({patch.name!r})", 2
@@ -292,7 +419,7 @@ def _outcomes(output):
 
 def verify(checkout, base, moved, python):
     """Run the moved tests on the base (a worktree) and on the branch."""
-    dests = [m.dest for m in moved]
+    dests = [m.dest for m in moved if m.is_test]
     with tempfile.TemporaryDirectory() as tmp:
         before_tree = Path(tmp) / "base"
         trees.git(checkout, "worktree", "add", "-q", "--detach", before_tree, base)
@@ -311,7 +438,8 @@ def verify(checkout, base, moved, python):
 
 
 def verified(moved, result):
-    """Every fixes-test failed before, and every moved test passed after."""
+    """Every fixes-test failed before (for ``partial`` ones: a case of it), and
+    every moved test passed after."""
     before, after = result["before"][1], result["after"][1]
     for m in moved:
         for t in m.fixes_tests:
@@ -320,7 +448,10 @@ def verified(moved, result):
                 for k in before
                 if k == f"{m.dest}::{t}" or k.startswith(f"{m.dest}::{t}[")
             ]
-            if not ids or any(before[k] != "FAILED" for k in ids):
+            if not ids and t in m.cuda:
+                continue  # skipped without a GPU
+            failed = [before[k] == "FAILED" for k in ids]
+            if not ids or not (any(failed) if t in m.partial else all(failed)):
                 return False
     return (
         result["after"][0] == 0
@@ -331,9 +462,18 @@ def verified(moved, result):
 
 def pr_body(patch, moved, result=None, stacked_on=()):
     prs = ", ".join(f"#{n}" for n in patch.upstream_prs)
-    test_files = ", ".join(f"`{m.dest}`" for m in moved)
+    test_files = ", ".join(f"`{m.dest}`" for m in moved if m.is_test)
+    helpers = [m.dest for m in moved if not m.is_test]
+    if helpers:
+        test_files += f" (helpers: {', '.join(f'`{h}`' for h in helpers)})"
     fixes = [t for m in moved for t in m.fixes_tests]
     others = [t for m in moved for t in m.other_tests]
+    cuda = {t for m in moved for t in m.cuda}
+    model_side = [
+        f
+        for f in patch.files
+        if f.startswith(("python/sglang/srt/models/", "python/sglang/srt/layers/"))
+    ]
     lines = [
         f"<!-- title: {patch.subject} -->",
         "",
@@ -366,18 +506,36 @@ def pr_body(patch, moved, result=None, stacked_on=()):
         "",
         patch.section("Modifications"),
         "",
-        f"Tests: {test_files} (CPU, no model weights; registered with "
-        f"`register_cpu_ci`{' and `register_cuda_ci`' if any(m.cuda for m in moved) else ''}).",
+        f"Tests: {test_files} (no server, no model weights; registered with "
+        f"`register_cpu_ci`{' and `register_cuda_ci`' if cuda else ''}).",
         "",
         "## Accuracy Tests",
         "",
-        "This change does not alter model outputs, so no accuracy evaluation was run. "
-        "Unit tests:",
-        "",
     ]
-    lines += [f"- `{t}`: fails without this change, passes with it" for t in fixes]
+    if model_side:
+        lines += [
+            "TODO before review: this change touches model-side code "
+            f"({', '.join(f'`{f}`' for f in model_side)}); run the accuracy "
+            "evaluation (https://docs.sglang.ai/references/accuracy_evaluation.html) "
+            "on a MiMo checkpoint and paste the result here.",
+            "",
+        ]
+    else:
+        lines += [
+            "No model, layer or kernel code changes, so no accuracy evaluation "
+            "was run.",
+            "",
+        ]
+    lines += ["Unit tests:", ""]
+    gpu = " (needs a CUDA GPU)"
+    lines += [
+        f"- `{t}`: fails without this change, passes with it"
+        + (gpu if t in cuda else "")
+        for t in fixes
+    ]
     lines += [
         f"- `{t}`: behaviour that must not change; passes with and without it"
+        + (gpu if t in cuda else "")
         for t in others
     ]
     if result:
@@ -387,7 +545,8 @@ def pr_body(patch, moved, result=None, stacked_on=()):
         npass = sum(1 for v in after.values() if v == "PASSED")
         lines += [
             "",
-            f"`python3 -m pytest {' '.join(m.dest for m in moved)}`: before this "
+            f"`python3 -m pytest {' '.join(m.dest for m in moved if m.is_test)}`: "
+            "before this "
             f"change {nfail} failed of {len(before)}; after it {npass} passed of "
             f"{len(after)}.",
         ]
@@ -395,7 +554,12 @@ def pr_body(patch, moved, result=None, stacked_on=()):
         "",
         "## Benchmarking and Profiling",
         "",
-        "Not run: no kernel, scheduling or batching path changes (see Modifications).",
+        (
+            "TODO before review: benchmark the changed model path "
+            "(https://docs.sglang.ai/references/benchmark_and_profiling.html)."
+            if model_side
+            else "Not run: no model, layer or kernel code changes (see Modifications)."
+        ),
         "",
         "## Checklist",
         "",
@@ -479,6 +643,7 @@ def export(
                 f"{m.dest}: fails without the previous commit "
                 f"({', '.join(m.fixes_tests)}), passes with it."
                 for m in moved
+                if m.is_test
             )
             env = None
             if not trees.git(checkout, "config", "user.email", check=False).strip():
@@ -536,11 +701,15 @@ def run(args):
         print(f"sglang-mimo export-pr: {e}")
         return e.code
     print(
-        f"branch {branch} in {args.checkout}: {patch.name} + {len(moved)} test file(s) on {base[:12]}"
+        f"branch {branch} in {args.checkout}: {patch.name} + "
+        f"{len(moved)} test file(s) on {base[:12]}"
     )
     for m in moved:
         print(
-            f"  {m.dest}: {len(m.fixes_tests)} fixes-test(s), {len(m.other_tests)} unchanged-behaviour test(s)"
+            f"  {m.dest}: {len(m.fixes_tests)} fixes-test(s), "
+            f"{len(m.other_tests)} unchanged-behaviour test(s)"
+            if m.is_test
+            else f"  {m.dest}: helper module the tests import"
         )
     print(f"PR body: {out}")
     if result:
