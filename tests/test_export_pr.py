@@ -9,6 +9,8 @@ without the patch and passes with it.
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from cli_helpers import run_cli
@@ -194,3 +196,69 @@ def test_export_refuses_what_it_cannot_do(exported, tmp_path):
         git(checkout, "checkout", "--", "python/sglang/version.py")
     proc = run_cli("export-pr", PATCH[:4], "--checkout", tmp_path)
     assert proc.returncode == 3
+
+
+SAMPLE = '''"""Regression tests for a module (patches 0007 and 0008)."""
+
+import os
+
+import pytest
+
+PATCH = "0007-a.patch"
+FIX = pytest.mark.fixes("0008-b.patch")
+CASES = [
+    pytest.param(1, marks=FIX),
+    pytest.param(2, marks=pytest.mark.fixes(PATCH)),
+    pytest.param(3),
+]
+
+
+@pytest.mark.fixes(PATCH)
+def test_a_direct():
+    assert True
+
+
+@FIX
+def test_b_direct():
+    assert os.sep
+
+
+@pytest.mark.parametrize("n", CASES)
+def test_cases(n):
+    assert n
+
+
+@pytest.mark.cuda
+def test_unchanged_on_gpu():
+    assert True
+
+
+class TestGroup:
+    @pytest.mark.fixes(PATCH)
+    def test_in_class(self):
+        assert True
+'''
+
+
+def test_upstream_test_source_keeps_only_this_patch():
+    text, fixes, others, cuda, partial = export_pr.upstream_test_source(
+        SAMPLE, "0007-a.patch"
+    )
+    assert fixes == ["test_a_direct", "test_cases", "TestGroup::test_in_class"]
+    assert others == ["test_unchanged_on_gpu"] and cuda == ["test_unchanged_on_gpu"]
+    assert partial == ["test_cases"]
+    assert "test_b_direct" not in text and "import os" not in text
+    assert "fixes" not in text and "PATCH" not in text and "FIX" not in text
+    assert "pytest.param(1" not in text and "pytest.param(2)" in text
+    assert "pytest.param(3)" in text and "(patches" not in text
+    assert "@requires_cuda" in text and "register_cuda_ci(" in text
+    assert 'register_cpu_ci(est_time=30, suite="base-a-test-cpu")' in text
+    compile(text, "moved.py", "exec")
+    from sglang.test.ci.ci_register import ut_parse_one_file
+
+    def parse(t, tmp=Path(tempfile.mkdtemp())):
+        (tmp / "t.py").write_text(t)
+        return ut_parse_one_file(str(tmp / "t.py"))
+
+    registries, has_main = parse(text)
+    assert has_main and len(registries) == 2

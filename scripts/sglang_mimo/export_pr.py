@@ -460,7 +460,7 @@ def verified(moved, result):
     )
 
 
-def pr_body(patch, moved, result=None, stacked_on=()):
+def pr_body(patch, moved, result=None, stacked_on=(), base=None):
     prs = ", ".join(f"#{n}" for n in patch.upstream_prs)
     test_files = ", ".join(f"`{m.dest}`" for m in moved if m.is_test)
     helpers = [m.dest for m in moved if not m.is_test]
@@ -499,6 +499,12 @@ def pr_body(patch, moved, result=None, stacked_on=()):
                 for p in stacked_on
             )
             + ". Review and merge that first.",
+        ]
+    elif base:
+        lines += [
+            "",
+            f"Based on `{base}` (an earlier patch of the same series this one needs "
+            "at run time); merge that first if it is not upstream yet.",
         ]
     lines += [
         "",
@@ -682,7 +688,7 @@ def export(
             for p in series.load_series()[: series.read_series().index(patch.name)]
             if set(p.files) & set(patch.files)
         ]
-    out.write_text(pr_body(patch, moved, result, stacked_on), encoding="utf-8")
+    out.write_text(pr_body(patch, moved, result, stacked_on, base), encoding="utf-8")
     return patch, branch, base_sha, moved, out, result
 
 
