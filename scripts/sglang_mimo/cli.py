@@ -14,7 +14,9 @@ SUBCOMMAND_MODULES = []
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="sglang-mimo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="sglang-mimo", description=__doc__.split("\n\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(f"sglang_mimo.{name}").add_parser(sub)

@@ -1,0 +1,313 @@
+"""scripts/apply_patches.sh on real trees from the pinned wheel: layouts, modes, faults.
+
+Every fault case checks that the tree is byte for byte as it was and that the
+message names what went wrong.
+"""
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import run_apply
+
+from sglang_mimo import series
+
+DECODER = "sglang/srt/utils/video_decoder.py"
+PATCHES = series.read_series()
+
+
+def digest(tree):
+    """Every file's path, mode and bytes (and, in a git checkout, HEAD and status)."""
+    h = hashlib.sha256()
+    tree = Path(tree)
+    for p in sorted(tree.rglob("*")):
+        rel = p.relative_to(tree)
+        if rel.parts[0] == ".git" or not p.is_file():
+            continue
+        h.update(f"{rel}\0{stat.S_IMODE(p.stat().st_mode)}\0".encode())
+        h.update(p.read_bytes())
+    if (tree / ".git").exists():
+        h.update(git(tree, "rev-parse", "HEAD").encode())
+        h.update(git(tree, "status", "--porcelain").encode())
+    return h.hexdigest()
+
+
+def git(tree, *args):
+    return subprocess.run(
+        ["git", "-C", str(tree), *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def make_checkout(site_tree, dest, tag=True):
+    """An upstream-layout git checkout (python/sglang/...) of a site-packages tree."""
+    (dest / "python").mkdir(parents=True)
+    shutil.copytree(site_tree / "sglang", dest / "python" / "sglang")
+    env = dict(
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+    )
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "v0.5.23"]):
+        subprocess.run(
+            ["git", "-C", str(dest), *args], check=True, env={**os.environ, **env}
+        )
+    if tag:
+        git(dest, "tag", "v0.5.23")
+    git(dest, "config", "user.name", "t")
+    git(dest, "config", "user.email", "t@t")
+    return dest
+
+
+@pytest.fixture
+def checkout(fresh_tree, tmp_path):
+    return make_checkout(fresh_tree, tmp_path / "ckout")
+
+
+def lines(proc):
+    return dict(l.split(": ", 1) for l in proc.stdout.splitlines() if ": " in l)
+
+
+# --- layouts and modes --------------------------------------------------------------
+
+
+def test_check_on_pinned_tree_reports_applies(fresh_tree):
+    proc = run_apply("--check", fresh_tree)
+    assert proc.returncode == 0, proc.stderr
+    assert lines(proc) == {p: "applies" for p in PATCHES}
+
+
+def test_both_layouts_give_the_same_files(fresh_tree, checkout):
+    assert run_apply(fresh_tree).returncode == 0
+    assert run_apply(checkout).returncode == 0
+    for patch in series.load_series():
+        for f in patch.files:
+            rel = f.removeprefix("python/")
+            assert (fresh_tree / rel).read_bytes() == (checkout / f).read_bytes(), f
+
+
+def test_apply_is_idempotent_and_reversible(fresh_tree, pristine_tree):
+    before = digest(fresh_tree)
+    assert run_apply(fresh_tree).returncode == 0
+    after = digest(fresh_tree)
+    assert after != before
+    proc = run_apply(fresh_tree)
+    assert proc.returncode == 0 and "already applied" in proc.stderr
+    assert digest(fresh_tree) == after
+    check = run_apply("--check", fresh_tree)
+    assert check.returncode == 0
+    assert set(lines(check).values()) == {"already applied"}
+    assert run_apply("--reverse", fresh_tree).returncode == 0
+    assert digest(fresh_tree) == before
+
+
+def test_commit_makes_one_commit_per_patch(checkout):
+    base = git(checkout, "rev-parse", "HEAD").strip()
+    proc = run_apply("--commit", checkout)
+    assert proc.returncode == 0, proc.stderr
+    subjects = git(
+        checkout, "log", "--reverse", "--format=%s", f"{base}..HEAD"
+    ).splitlines()
+    assert subjects == [p.subject for p in series.load_series()]
+    assert git(checkout, "status", "--porcelain", "--untracked-files=no") == ""
+    # the index lines are the real v0.5.23 pre-images, commit by commit
+    commits = git(checkout, "rev-list", "--reverse", f"{base}..HEAD").split()
+    for patch, commit in zip(series.load_series(), commits):
+        for f, blob in patch.preimages.items():
+            assert git(checkout, "rev-parse", f"{commit}^:{f}").strip() == blob
+    again = run_apply("--commit", checkout)
+    assert (
+        again.returncode == 0
+        and git(checkout, "rev-parse", "HEAD").strip() == commits[-1]
+    )
+
+
+def test_default_tree_from_the_pinned_wheel(tmp_path, pinned_wheel):
+    build = tmp_path / "build"
+    (build / "wheels").mkdir(parents=True)
+    shutil.copy(pinned_wheel, build / "wheels")  # the download itself: test_fetch_*
+    proc = run_apply(env={"SGLANG_MIMO_BUILD": str(build)})
+    assert proc.returncode == 0, proc.stderr
+    tree = build / "sglang-0.5.23"
+    assert f"patched tree: {tree}" in proc.stdout
+    assert git(tree, "describe", "--tags", "--abbrev=0").strip() == "v0.5.23"
+    assert len(git(tree, "rev-list", "v0.5.23..HEAD").split()) == len(PATCHES)
+    assert run_apply("--check", tree).returncode == 0
+
+
+def test_fetch_checks_the_sha256(tmp_path):
+    """A wheel whose hash is not the pinned one is refused and not kept."""
+    repo = tmp_path / "repo"
+    shutil.copytree(Path(series.paths.REPO) / "scripts", repo / "scripts")
+    shutil.copytree(Path(series.paths.REPO) / "patches", repo / "patches")
+    pin = (repo / "patches" / "pin.json").read_text()
+    key_sha = series.paths.load_pin()["wheels"]["aarch64-cp312"]["sha256"]
+    (repo / "patches" / "pin.json").write_text(pin.replace(key_sha, "0" * 64))
+    proc = subprocess.run(
+        [
+            str(repo / "scripts" / "apply_patches.sh"),
+            "--fetch",
+            "--wheel",
+            "aarch64-cp312",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 5, proc.stderr
+    assert "sha256" in proc.stderr and "0" * 64 in proc.stderr
+    assert not list((repo / "build" / "wheels").glob("*.whl"))
+
+
+def test_gnu_patch_fallback_gives_the_same_files(fresh_tree, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(fresh_tree, other)
+    assert run_apply(fresh_tree).returncode == 0
+    proc = run_apply(other, env={"APPLY_PATCHES_TOOL": "patch"})
+    assert proc.returncode == 0, proc.stderr
+    assert (other / DECODER).read_bytes() == (fresh_tree / DECODER).read_bytes()
+    again = run_apply("--check", other, env={"APPLY_PATCHES_TOOL": "patch"})
+    assert set(lines(again).values()) == {"already applied"}
+
+
+def test_help_documents_exit_codes():
+    proc = run_apply("--help")
+    assert proc.returncode == 0
+    for code in range(6):
+        assert f"\n  {code}  " in proc.stdout
+    assert run_apply("--bogus").returncode == 2
+
+
+# --- faults: the tree stays as it was ---------------------------------------------------
+
+
+@pytest.mark.parametrize("tool", ["git", "patch"])
+def test_broken_preimage(fresh_tree, tool):
+    f = fresh_tree / DECODER
+    f.write_text(
+        f.read_text().replace(
+            "        return output if output.is_cuda else output.pin_memory()",
+            "        return output if output.is_cuda else output.pin_memory()  # local",
+        )
+    )
+    before = digest(fresh_tree)
+    proc = run_apply(fresh_tree, env={"APPLY_PATCHES_TOOL": tool})
+    assert proc.returncode == 1
+    assert digest(fresh_tree) == before
+    status = lines(proc)[PATCHES[0]]
+    assert status.startswith(
+        "conflicts: python/sglang/srt/utils/video_decoder.py hunk #"
+    )
+    assert "unchanged" in proc.stderr
+
+
+def test_wrong_version_is_refused(fresh_tree):
+    meta = next(fresh_tree.glob("sglang-*.dist-info")) / "METADATA"
+    meta.write_text(meta.read_text().replace("Version: 0.5.23", "Version: 0.5.22"))
+    before = digest(fresh_tree)
+    proc = run_apply(fresh_tree)
+    assert proc.returncode == 3
+    assert (
+        "0.5.22" in proc.stderr and "0.5.23" in proc.stderr and "--force" in proc.stderr
+    )
+    assert digest(fresh_tree) == before
+    assert run_apply("--force", fresh_tree).returncode == 0
+
+
+def test_checkout_without_version_file_uses_the_tag(checkout):
+    git(checkout, "rm", "-q", "python/sglang/_version.py")
+    git(checkout, "commit", "-qm", "drop generated file")
+    assert run_apply("--check", checkout).returncode == 0
+    git(checkout, "tag", "-d", "v0.5.23")
+    git(checkout, "tag", "v0.5.22")
+    proc = run_apply("--check", checkout)
+    assert proc.returncode == 3 and "0.5.22" in proc.stderr
+
+
+@pytest.mark.parametrize("make", ["empty", "other-package", "missing"])
+def test_not_an_sglang_tree(tmp_path, make):
+    d = tmp_path / "d"
+    if make != "missing":
+        d.mkdir()
+    if make == "other-package":
+        (d / "vllm").mkdir()
+        (d / "vllm" / "__init__.py").write_text("")
+    proc = run_apply(d)
+    assert proc.returncode == 3
+    assert "sglang" in proc.stderr or "no such directory" in proc.stderr
+    if make != "missing":
+        assert [p.name for p in d.iterdir()] == ([] if make == "empty" else ["vllm"])
+
+
+def test_partially_applied_series_is_completed(fresh_tree, tmp_path):
+    first_only = tmp_path / "series"
+    first_only.write_text(PATCHES[0] + "\n")
+    shutil.copy(series.paths.PATCHES / PATCHES[0], tmp_path / PATCHES[0])
+    assert run_apply("--series", first_only, fresh_tree).returncode == 0
+    check = lines(run_apply("--check", fresh_tree))
+    assert check[PATCHES[0]] == "already applied"
+    assert all(check[p] == "applies" for p in PATCHES[1:])
+    assert run_apply(fresh_tree).returncode == 0
+    assert set(lines(run_apply("--check", fresh_tree)).values()) == {"already applied"}
+
+
+def test_half_applied_patch_conflicts(fresh_tree, tmp_path):
+    """One hunk of a patch present, the others not: nothing is changed."""
+    f = fresh_tree / DECODER
+    f.write_text(
+        f.read_text().replace(
+            "        return output if output.is_cuda else output.pin_memory()",
+            "        return output if output.is_cuda else _pin_memory_best_effort(output)",
+        )
+    )
+    before = digest(fresh_tree)
+    proc = run_apply(fresh_tree)
+    assert proc.returncode == 1 and digest(fresh_tree) == before
+    assert lines(proc)[PATCHES[0]].startswith("conflicts: ")
+
+
+def test_read_only_file(fresh_tree):
+    f = fresh_tree / DECODER
+    f.chmod(0o444)
+    before = digest(fresh_tree)
+    proc = run_apply(fresh_tree)
+    assert proc.returncode == 4
+    assert "read-only" in proc.stderr and str(f) in proc.stderr
+    assert digest(fresh_tree) == before
+
+
+def test_dirty_checkout(checkout):
+    f = checkout / "python" / DECODER
+    f.write_text(f.read_text() + "\n# local change\n")
+    before = digest(checkout)
+    proc = run_apply(checkout)
+    assert proc.returncode == 4
+    assert "dirty checkout" in proc.stderr and "video_decoder.py" in proc.stderr
+    assert digest(checkout) == before
+
+
+def test_commit_needs_a_clean_checkout(checkout):
+    (checkout / "python" / "sglang" / "README.md").write_text("local\n")
+    before = digest(checkout)
+    proc = run_apply("--commit", checkout)
+    assert proc.returncode == 4 and "dirty checkout" in proc.stderr
+    assert digest(checkout) == before
+
+
+def test_uncommitted_series_is_not_dirty(checkout):
+    """Applied without --commit: re-runs and --reverse still work."""
+    before = digest(checkout)
+    assert run_apply(checkout).returncode == 0
+    assert run_apply(checkout).returncode == 0
+    assert run_apply("--reverse", checkout).returncode == 0
+    assert digest(checkout) == before
+
+
+def test_commit_outside_a_checkout_is_a_usage_error(fresh_tree):
+    before = digest(fresh_tree)
+    proc = run_apply("--commit", fresh_tree)
+    assert proc.returncode == 2 and "git checkout" in proc.stderr
+    assert digest(fresh_tree) == before
