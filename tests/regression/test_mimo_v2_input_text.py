@@ -20,7 +20,6 @@ from mimo_helpers import (
     token_id,
     wav_bytes,
 )
-
 from sglang.srt.managers.io_struct import GenerateReqInput
 from sglang.test.test_utils import published_topology
 
@@ -199,14 +198,10 @@ def test_asr_processor_accepts_the_empty_token_list(runtime, tok, asr):
 def test_asr_processor_decodes_token_ids(runtime, tok, asr):
     ids = tok.encode(f"{ASR_AUDIO_PLACEHOLDER}hello world")
     out = _run_async(asr, ids)
-    assert out.input_ids[-len(tok.encode("hello world")) :] == tok.encode(
-        "hello world"
-    )
+    assert out.input_ids[-len(tok.encode("hello world")) :] == tok.encode("hello world")
     assert out.input_ids.count(token_id(tok, "<|sosp|>")) == 1
 
 
 def test_asr_processor_str_prompt_is_unchanged(runtime, tok, asr):
     out = _run_async(asr, f"{ASR_AUDIO_PLACEHOLDER}hello world")
-    assert out.input_ids[-len(tok.encode("hello world")) :] == tok.encode(
-        "hello world"
-    )
+    assert out.input_ids[-len(tok.encode("hello world")) :] == tok.encode("hello world")

@@ -13,7 +13,6 @@ import torch
 from mimo_helpers import make_mimo_processor, make_tokenizer, mp4_bytes
 from mimo_helpers import mp4_stream_durations as durations
 from mimo_helpers import token_id
-
 from sglang.srt.multimodal.processors.mimo_v2 import (
     MiMoV2Processor,
     _decode_frames_and_timestamps,

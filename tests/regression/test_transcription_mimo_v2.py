@@ -19,13 +19,13 @@ import httpx
 import pytest
 from mimo_helpers import (
     CANNED_TRANSCRIPT,
+    make_asr_processor,
     make_mimo_processor,
     make_stand_in_tokenizer_manager,
     make_tokenizer,
     token_id,
     wav_bytes,
 )
-
 from sglang.srt.entrypoints.openai.protocol import TranscriptionRequest
 from sglang.srt.entrypoints.openai.transcription_adapters import resolve_adapter
 from sglang.srt.sampling.sampling_params import SamplingParams
@@ -133,7 +133,6 @@ def _free_port():
 @pytest.fixture(scope="module")
 def server():
     import uvicorn
-
     from sglang.srt.entrypoints.http_server import app
     from sglang.srt.entrypoints.openai.serving_transcription import (
         OpenAIServingTranscription,
@@ -158,7 +157,7 @@ def server():
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}", timeout=120, trust_env=False
         ) as client:
-            yield client, tm, tok
+            yield client, tm, tok, app
         srv.should_exit = True
         thread.join(timeout=10)
 
@@ -182,7 +181,7 @@ def _audio_tokens(tok, input_ids):
 @pytest.mark.parametrize("language", [None, "zh"])
 @pytest.mark.parametrize("response_format", ["json", "text", "verbose_json"])
 def test_transcription_over_http(server, response_format, language):
-    client, tm, tok = server
+    client, tm, tok, _ = server
     before = len(tm.requests)
     form = {"response_format": response_format}
     if language:
@@ -217,7 +216,7 @@ def test_transcription_over_http(server, response_format, language):
 @pytest.mark.fixes(PATCH)
 @pytest.mark.parametrize("language", [None, "en"])
 def test_sixty_second_clip_is_one_request(server, language):
-    client, tm, tok = server
+    client, tm, tok, _ = server
     before = len(tm.requests)
     form = {"response_format": "verbose_json"}
     if language:
@@ -234,7 +233,7 @@ def test_sixty_second_clip_is_one_request(server, language):
 
 @pytest.mark.fixes(PATCH)
 def test_streaming_transcription_over_http(server):
-    client, tm, tok = server
+    client, tm, tok, _ = server
     resp = _post(client, WAV_3S, stream="true")
     assert resp.status_code == 200, resp.text
     events = [
@@ -256,14 +255,36 @@ def test_streaming_transcription_over_http(server):
     ids=["empty-file", "not-audio"],
 )
 def test_bad_audio_is_a_client_error(server, payload):
-    client, _, _ = server
+    client, _, _, _ = server
     resp = _post(client, payload)
     assert 400 <= resp.status_code < 500, (resp.status_code, resp.text)
     assert "audio" in resp.json()["message"].lower()
 
 
 def test_unknown_response_format_is_a_client_error(server):
-    client, _, _ = server
+    client, _, _, _ = server
     resp = _post(client, WAV_3S, response_format="srt")
     assert resp.status_code == 400
     assert "verbose_json" in resp.json()["error"]["message"]
+
+
+@pytest.mark.fixes(PATCH_0003)
+def test_mimo_v2_asr_transcription_over_http(server, monkeypatch):
+    """MiMo-V2-ASR already has its adapter (#26278) but hits the same list in
+    its processor: on v0.5.23 its transcriptions fail too."""
+    from sglang.srt.entrypoints.openai.serving_transcription import (
+        OpenAIServingTranscription,
+    )
+
+    client, _, tok, app = server
+    tm = make_stand_in_tokenizer_manager(
+        make_asr_processor(tok), ["MiMoV2ASRForCausalLM"]
+    )
+    monkeypatch.setattr(
+        app.state, "openai_serving_transcription", OpenAIServingTranscription(tm)
+    )
+    resp = _post(client, WAV_3S, response_format="text")
+    assert resp.status_code == 200, resp.text
+    assert resp.text == CANNED_TRANSCRIPT
+    (engine_request,) = tm.requests
+    assert engine_request.input_ids.count(token_id(tok, "<|empty|>")) == 19
