@@ -10,7 +10,11 @@ import importlib
 import sys
 
 # Modules that contribute sub-commands, in the order --help lists them.
-SUBCOMMAND_MODULES = []
+SUBCOMMAND_MODULES = [
+    "docs",
+    "launch",
+    "smoke",
+]
 
 
 def build_parser():

@@ -1,0 +1,71 @@
+"""docs: regenerate what README.md and CHANGELOG.md derive from the patch headers.
+
+The README's patch table and the CHANGELOG's list of carried patches for the
+current release (patches/pin.json "distribution") sit between marker comments;
+``--write`` rewrites them from the headers, ``--check`` exits 1 when stale.
+"""
+
+import re
+
+from sglang_mimo import paths, series
+
+README = paths.REPO / "README.md"
+CHANGELOG = paths.REPO / "CHANGELOG.md"
+
+
+def render_changelog_patches(patches):
+    out = []
+    for p in patches:
+        prs = ", ".join(f"#{n}" for n in p.upstream_prs)
+        out.append(
+            f"- {p.subject} — {series.status_word(p)}{f' ({prs})' if prs else ''}"
+        )
+    return "\n".join(out)
+
+
+def replace_block(text, name, body):
+    pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"no <!-- {name}:begin/end --> markers")
+    return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text, count=1)
+
+
+def rendered():
+    patches = series.load_series()
+    return {
+        README: replace_block(
+            README.read_text(), "patch-table", series.render_patch_table(patches)
+        ),
+        CHANGELOG: replace_block(
+            CHANGELOG.read_text(), "patches", render_changelog_patches(patches)
+        ),
+    }
+
+
+def run(args):
+    stale = [p for p, text in rendered().items() if p.read_text() != text]
+    if args.write:
+        for p, text in rendered().items():
+            p.write_text(text)
+        for p in stale:
+            print(f"updated {p.relative_to(paths.REPO)}")
+        return 0
+    for p in stale:
+        print(f"{p.relative_to(paths.REPO)} is stale: run `sglang-mimo docs --write`")
+    return 1 if stale else 0
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "docs",
+        help="regenerate the README patch table and CHANGELOG patch list",
+        description=__doc__,
+    )
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--write", action="store_true", help="rewrite the generated blocks")
+    g.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if a generated block is stale (default)",
+    )
+    p.set_defaults(func=run)

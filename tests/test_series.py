@@ -1,0 +1,186 @@
+"""Series hygiene: series and files agree, headers are complete, the series applies
+without fuzz or offset in both layouts (and with quilt), the touched files are the
+same in every pinned wheel, and the docs derived from the headers are current."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import run_apply
+
+from sglang_mimo import paths, series
+
+REPO = paths.REPO
+
+
+def test_series_and_patch_files_agree():
+    listed = series.read_series()
+    on_disk = sorted(p.name for p in paths.PATCHES.glob("*.patch"))
+    assert sorted(listed) == on_disk
+    assert len(set(listed)) == len(listed)
+    assert listed == sorted(listed), "series order follows the patch numbers"
+
+
+@pytest.mark.parametrize("name", series.read_series())
+def test_patch_header_is_complete(name):
+    patch = series.parse_patch(paths.PATCHES / name)
+    assert series.header_problems(patch) == []
+    assert patch.preimages.keys() == set(patch.files), "every file has an index line"
+    assert all(re.fullmatch(r"[0-9a-f]{40}", b) for b in patch.preimages.values())
+    text = (paths.PATCHES / name).read_text()
+    assert text.startswith("From 0000000000000000000000000000000000000000 ")
+
+
+def test_header_problems_finds_gaps(tmp_path):
+    """The checker itself can fail."""
+    good = (paths.PATCHES / series.read_series()[0]).read_text()
+    bad = tmp_path / "bad.patch"
+    bad.write_text(
+        good.replace("Upstream-Status: Submitted [", "Upstream-Status: Maybe [")
+        .replace("Motivation:\n", "Why:\n")
+        .replace("[VLM] ", "")
+    )
+    problems = series.header_problems(series.parse_patch(bad))
+    assert any("Upstream-Status" in p for p in problems)
+    assert any("Motivation" in p for p in problems)
+    assert any("bracket tag" in p for p in problems)
+
+
+def test_applies_without_offset_in_both_layouts(fresh_tree, tmp_path):
+    from test_apply_patches import make_checkout
+
+    checkout = make_checkout(fresh_tree, tmp_path / "ckout")
+    for tree in (fresh_tree, checkout):
+        for tool in ("git", "patch"):
+            proc = run_apply("--check", tree, env={"APPLY_PATCHES_TOOL": tool})
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            for line in proc.stdout.splitlines():
+                assert line.endswith(": applies"), f"{tool} on {tree.name}: {line}"
+
+
+def test_quilt_push_all_on_a_checkout(fresh_tree, tmp_path):
+    if not shutil.which("quilt"):
+        pytest.fail("quilt is not installed (make sysdeps installs it)")
+    from test_apply_patches import make_checkout
+
+    checkout = make_checkout(fresh_tree, tmp_path / "ckout")
+    reference = tmp_path / "ref"
+    shutil.copytree(fresh_tree, reference)
+    run_apply(reference, check=True)
+    env = {
+        **os.environ,
+        "QUILT_PATCHES": str(paths.PATCHES),
+        "QUILT_PC": str(tmp_path / "pc"),
+    }
+    proc = subprocess.run(
+        ["quilt", "push", "-a", "--fuzz=0"],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "offset" not in proc.stdout and "fuzz" not in proc.stdout
+    for patch in series.load_series():
+        for f in patch.files:
+            assert (checkout / f).read_bytes() == (
+                reference / f.removeprefix("python/")
+            ).read_bytes()
+
+
+def test_touched_files_are_identical_in_every_pinned_wheel():
+    touched = {f.removeprefix("python/") for p in series.load_series() for f in p.files}
+    contents = {}
+    for key in paths.load_pin()["wheels"]:
+        wheel = (
+            run_apply("--fetch", "--wheel", key, check=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        with zipfile.ZipFile(wheel) as z:
+            contents[key] = {f: z.read(f) for f in sorted(touched)}
+    first = next(iter(contents.values()))
+    for key, files in contents.items():
+        assert files == first, f"{key} differs from the others"
+
+
+def test_pin_is_the_one_source_of_truth():
+    pin = paths.load_pin()
+    assert pin["tag"] == "v" + pin["version"]
+    assert pin["distribution"].startswith(pin["version"] + "-mimo.")
+    assert set(pin["wheels"]) >= {"x86_64-cp311", "x86_64-cp312", "aarch64-cp312"}
+    for key, w in pin["wheels"].items():
+        arch, py = key.split("-")
+        assert (
+            w["filename"]
+            == f"sglang-{pin['version']}-{py}-{py}-manylinux_2_34_{arch}.whl"
+        )
+        assert re.fullmatch(r"[0-9a-f]{64}", w["sha256"])
+    req = (REPO / "tests" / "requirements.txt").read_text()
+    assert f"sglang=={pin['version']}\n" in req
+    # no other file repeats a wheel hash
+    hashes = {w["sha256"] for w in pin["wheels"].values()}
+    for path in REPO.rglob("*"):
+        if (
+            path.is_file()
+            and ".git" not in path.parts
+            and "build" not in path.parts
+            and ".venv" not in path.parts
+            and path != paths.PIN_FILE
+            and path.suffix
+            in {".py", ".sh", ".md", ".hcl", ".txt", ".yaml", ".toml", ""}
+        ):
+            text = path.read_text(errors="ignore")
+            assert not any(h in text for h in hashes), f"{path} repeats a pinned hash"
+
+
+def test_patched_files_are_black_and_isort_clean(trees):
+    for patch in series.load_series():
+        for f in patch.files:
+            if f.endswith(".py"):
+                target = trees["patched"] / f.removeprefix("python/")
+                for cmd in (
+                    ["black", "--check", "-q"],
+                    ["isort", "--profile", "black", "--check-only", "-q"],
+                ):
+                    proc = subprocess.run(
+                        [
+                            str(Path(os.sys.executable).parent / cmd[0]),
+                            *cmd[1:],
+                            str(target),
+                        ],
+                        capture_output=True,
+                        text=True,
+                    )
+                    assert (
+                        proc.returncode == 0
+                    ), f"{cmd[0]}: {f}\n{proc.stdout}{proc.stderr}"
+
+
+def test_readme_patch_table_is_derived_from_headers():
+    readme = (REPO / "README.md").read_text()
+    m = re.search(
+        r"<!-- patch-table:begin -->\n(.*?)\n<!-- patch-table:end -->", readme, re.S
+    )
+    assert m, "README.md has no patch-table markers"
+    assert (
+        m.group(1).strip() == series.render_patch_table(series.load_series()).strip()
+    ), "README patch table is stale: run `sglang-mimo docs --write`"
+
+
+def test_changelog_lists_every_patch_of_the_current_release():
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    release = paths.load_pin()["distribution"]
+    m = re.search(
+        rf"^## \[{re.escape(release)}\].*?(?=^## \[|\Z)", changelog, re.M | re.S
+    )
+    assert m, f"CHANGELOG.md has no section for {release}"
+    for patch in series.load_series():
+        assert patch.subject in m.group(
+            0
+        ), f"CHANGELOG {release} does not list {patch.name}"
