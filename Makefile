@@ -9,16 +9,20 @@ PYTEST_ARGS ?=
 test: venv
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-# FFmpeg shared libraries for torchcodec (the pinned release's x86_64 video
-# backend); installed from Debian when missing and we may use apt-get.
+# System packages the tests use, installed from Debian when missing (as root):
+# FFmpeg 5 shared libraries for torchcodec (the pinned release's x86_64 video
+# backend), quilt and GNU patch (the series must work with both), git.
 FFMPEG_DEBS := libavcodec59 libavformat59 libavutil57 libavdevice59 libavfilter8 libswscale6 libswresample4
 sysdeps:
-	@if ! ldconfig -p | grep -q 'libavutil.so.57'; then \
+	@missing=""; \
+	ldconfig -p | grep -q 'libavutil.so.57' || missing="$$missing $(FFMPEG_DEBS)"; \
+	for tool in quilt patch git; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing FFmpeg libraries for torchcodec: $(FFMPEG_DEBS)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(FFMPEG_DEBS) >/dev/null; \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else \
-	    echo "torchcodec needs FFmpeg 5 shared libraries: apt-get install $(FFMPEG_DEBS)" >&2; exit 1; \
+	    echo "the tests need these Debian packages: apt-get install$$missing" >&2; exit 1; \
 	  fi; \
 	fi
 

@@ -12,6 +12,8 @@ import sys
 # Modules that contribute sub-commands, in the order --help lists them.
 SUBCOMMAND_MODULES = [
     "docs",
+    "launch",
+    "smoke",
     "status",
     "audit",
     "changelog",

@@ -159,13 +159,13 @@ def render_patch_table(patches):
         "| # | patch | upstream status | upstream PR | what breaks without it |",
         "|---|---|---|---|---|",
     ]
-    for n, p in enumerate(patches, 1):
+    for p in patches:
         prs = ", ".join(
             f"[#{num}](https://github.com/sgl-project/sglang/pull/{num})"
             for num in p.upstream_prs
         )
         rows.append(
-            f"| {n:04d} | {p.subject} | {status_word(p)} | {prs} | "
+            f"| {p.name.split('-', 1)[0]} | {p.subject} | {status_word(p)} | {prs} | "
             f"{p.trailer('Breaks-Without')} |"
         )
     return "\n".join(rows)

@@ -1,0 +1,237 @@
+"""Run a launch recipe (recipes/*.yaml) on one node rank, or render it for docker / Kubernetes.
+
+    launch RECIPE --node-rank N [--head-addr HOST:PORT] [--rank-addr ADDR] [--nic IF]
+           [--ib-hca DEV] [--model-path PATH] [--dry-run [--json]]
+    launch RECIPE --render docker [--node-rank N] [...]   docker run line(s), one per rank
+    launch RECIPE --render k8s [...]                      LeaderWorkerSet manifest (YAML)
+    launch --dry-run --json                               every recipe x rank, placeholders
+    launch --list
+
+Per-site values come from the flags above or from SGLANG_MIMO_MODEL_PATH,
+SGLANG_MIMO_RANK_ADDR, SGLANG_MIMO_NIC, SGLANG_MIMO_IB_HCA, SGLANG_MIMO_HEAD_ADDR.
+Without --dry-run the rank's environment is set and ``python3 -m sglang.launch_server``
+replaces this process (exec). Multi-node runs use torch.distributed/NCCL as SGLang does
+(--nnodes, --node-rank, --dist-init-addr), no Ray.
+
+Exit codes: 0 ok; 2 bad input (unknown recipe, rank out of range, malformed address,
+missing per-site value, usage); 3 a recipe fails its schema or the project's rules;
+127 the Python to exec was not found. Nothing is launched unless the exit is the exec.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from sglang_mimo import recipes as R
+
+EXIT_BAD_INPUT = 2
+EXIT_BAD_RECIPE = 3
+
+
+class _RecipeInvalid(R.RecipeError):
+    pass
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "launch",
+        help="run or render a launch recipe for a node rank",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "recipe", nargs="?", help="recipe name (see --list) or path to a YAML file"
+    )
+    p.add_argument(
+        "--node-rank", type=int, help="this node's rank, 0..nodes-1 (0 for one node)"
+    )
+    p.add_argument(
+        "--head-addr", help="rank 0's HOST:PORT for torch.distributed (multi-node)"
+    )
+    for key, (flag, env) in R.SITE_INPUTS.items():
+        p.add_argument(flag, dest=key, help=f"per-site value (or ${env})")
+    p.add_argument(
+        "--render",
+        choices=["exec", "docker", "k8s"],
+        default="exec",
+        help="exec (default): run the server here; docker: docker run line(s); "
+        "k8s: LeaderWorkerSet manifest",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print what would run, run nothing"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="with --dry-run: JSON array output"
+    )
+    p.add_argument("--list", action="store_true", help="list the known recipes")
+    p.add_argument(
+        "--image", help="image for docker/k8s (default: sglang-mimo:<dist>-<target>)"
+    )
+    p.add_argument(
+        "--python", default="python3", help="interpreter to exec (default python3)"
+    )
+    p.add_argument("--recipes-dir", help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+    return p
+
+
+def _err(msg):
+    print(f"launch: error: {msg}", file=sys.stderr)
+
+
+def run(args, environ=None):
+    environ = os.environ if environ is None else environ
+    try:
+        return _run(args, environ)
+    except _RecipeInvalid as e:
+        _err(str(e))
+        return EXIT_BAD_RECIPE
+    except R.RecipeError as e:
+        _err(str(e))
+        return EXIT_BAD_INPUT
+
+
+def _load(name, args):
+    try:
+        return R.load_recipe(name, args.recipes_dir)
+    except R.RecipeError as e:
+        if "fails validation" in str(e) or "not valid YAML" in str(e):
+            raise _RecipeInvalid(str(e)) from e
+        raise
+
+
+def _run(args, environ):
+    if args.list:
+        for name in R.known_recipes(args.recipes_dir):
+            r = _load(name, args)
+            hw = r["hardware"]
+            print(f"{name:28} {hw['nodes']} x {hw['gpus_per_node']} {hw['gpu']}, "
+                  f"image {r['image']['target']}")  # fmt: skip
+        return 0
+    if args.json and not args.dry_run:
+        raise R.RecipeError("--json needs --dry-run")
+    if args.recipe is None:
+        if not args.dry_run:
+            raise R.RecipeError(
+                "give a recipe (or --dry-run for all); known recipes: "
+                + ", ".join(R.known_recipes(args.recipes_dir))
+            )
+        return _dry_run_all(args)
+
+    recipe = _load(args.recipe, args)
+    n = recipe["hardware"]["nodes"]
+    if args.render == "k8s":
+        need = R.used_placeholders(recipe) - {"rank_addr"}
+        values = R.resolve_site(recipe, _given(args), environ, need)
+        manifest = R.lws_manifest(recipe, values, args.image or R.image_name(recipe))
+        sys.stdout.write(R._yaml().safe_dump(manifest, sort_keys=False, width=100))
+        return 0
+
+    if args.render == "docker" and args.node_rank is None:
+        ranks = list(range(n))
+    else:
+        rank = args.node_rank
+        if rank is None:
+            if n > 1:
+                raise R.RecipeError(
+                    f"recipe {recipe['name']} runs on {n} nodes: give --node-rank 0..{n - 1}"
+                )
+            rank = 0
+        R.check_rank(recipe, rank)
+        ranks = [rank]
+    head = args.head_addr or environ.get(R.HEAD_ADDR_INPUT[1])
+    launches = [
+        R.render_rank(
+            recipe, rank, _site_for_rank(recipe, args, environ, rank, ranks), head
+        )
+        for rank in ranks
+    ]
+
+    if args.render == "docker":
+        image = args.image or R.image_name(recipe)
+        for launch in launches:
+            print(f"# {recipe['name']}: node rank {launch.node_rank} of {n}")
+            argv = R.docker_argv(recipe, launch, image)
+            print(R.shell_line(argv, breaks={argv.index(image)}))
+        return 0
+    (launch,) = launches
+    if args.dry_run:
+        _print_launches([launch], args.json, args.python)
+        return 0
+    return _exec(launch, args.python, environ)
+
+
+def _given(args):
+    return {key: getattr(args, key, None) for key in R.SITE_INPUTS}
+
+
+def _site_for_rank(recipe, args, environ, rank, ranks):
+    """Per-site values of one rank; --rank-addr may list one address per rank (a,b,c,d)."""
+    given = _given(args)
+    addr = given.get("rank_addr") or environ.get(R.SITE_INPUTS["rank_addr"][1])
+    if addr and "," in addr:
+        addrs = [a.strip() for a in addr.split(",")]
+        n = recipe["hardware"]["nodes"]
+        if len(addrs) != n:
+            raise R.RecipeError(
+                f"--rank-addr lists {len(addrs)} addresses; recipe {recipe['name']} has {n} ranks"
+            )
+        given["rank_addr"] = addrs[rank]
+    elif addr and len(ranks) > 1 and "rank_addr" in R.used_placeholders(recipe):
+        raise R.RecipeError(
+            "rendering every rank: give --rank-addr as a comma list, one address per rank, "
+            "or --node-rank for one rank"
+        )
+    return R.resolve_site(recipe, given, environ)
+
+
+def _dry_run_all(args):
+    """Every recipe and node rank with placeholder site values (RFC 5737 addresses)."""
+    out, problems = [], []
+    for name in R.known_recipes(args.recipes_dir):
+        try:
+            recipe = _load(name, args)
+        except _RecipeInvalid as e:
+            problems.append(str(e))
+            continue
+        for rank in range(recipe["hardware"]["nodes"]):
+            out.append(
+                R.render_rank(
+                    recipe,
+                    rank,
+                    R.placeholder_site(recipe, rank),
+                    R.placeholder_head_addr(),
+                )
+            )
+    if problems:
+        raise _RecipeInvalid("\n".join(problems))
+    _print_launches(out, args.json, args.python)
+    return 0
+
+
+def _print_launches(launches, as_json, python):
+    if as_json:
+        json.dump([x.as_json() for x in launches], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    for x in launches:
+        print(f"# {x.recipe}: node rank {x.node_rank}")
+        argv = ["env", *(f"{k}={v}" for k, v in x.env.items())] if x.env else []
+        breaks = {len(argv)}
+        argv += [python, "-m", "sglang.launch_server", *x.argv]
+        print(R.shell_line(argv, breaks))
+
+
+def _exec(launch, python, environ):
+    env = dict(environ)
+    env.update(launch.env)
+    argv = [python, "-m", "sglang.launch_server", *launch.argv]
+    print(f"launch: {launch.recipe} node rank {launch.node_rank}: " + " ".join(argv),
+          file=sys.stderr, flush=True)  # fmt: skip
+    sys.stdout.flush()
+    try:
+        os.execvpe(python, argv, env)
+    except FileNotFoundError:
+        _err(f"{python} not found")
+        return 127

@@ -1,0 +1,341 @@
+"""Smoke-check a running SGLang MiMo server through its OpenAI-compatible endpoints.
+
+    smoke --url http://HOST:PORT [--model NAME] [--recipe NAME] [--skip CHECK,...]
+
+Checks, in order: health (GET /health), text (a chat completion), audio (a chat with a
+WAV clip as audio_url), transcription (POST /v1/audio/transcriptions with a WAV),
+video (a chat with a short MP4 as video_url). The WAV is written with the standard
+library; the MP4 is encoded with PyAV when it is installed, else a bundled 1-second clip
+is used. --recipe skips the checks for modalities the recipe does not serve.
+Requests go to the given URL only. Progress goes to stderr, a pass/fail and latency table
+to stdout. Exit 0 when every check that ran passed, 1 when any failed, 2 on bad input.
+"""
+
+import argparse
+import base64
+import io
+import json
+import math
+import re
+import struct
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+import wave
+from pathlib import Path
+
+CHECKS = ("health", "text", "audio", "transcription", "video")
+NEEDS_MODALITY = {"audio": "audio", "transcription": "transcription", "video": "video"}
+BUNDLED_MP4 = Path(__file__).resolve().parent / "data" / "smoke.mp4"
+
+
+# ------------------------------------------------------------------------- media
+
+
+def make_wav(seconds=1.5, rate=16000):
+    """16-bit mono PCM WAV: a 440 Hz tone in three bursts (stdlib only)."""
+    n = int(seconds * rate)
+    frames = bytearray()
+    for i in range(n):
+        t = i / rate
+        on = int(t * 4) % 2 == 0
+        v = 0.3 * math.sin(2 * math.pi * 440 * t) if on else 0.0
+        frames += struct.pack("<h", int(v * 32767))
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(bytes(frames))
+    return buf.getvalue()
+
+
+def make_mp4(seconds=1.0, fps=8, size=64, audio_seconds=1.25, rate=16000):
+    """H.264 (or MPEG-4) MP4 with a moving bar and an AAC tone a little longer than
+    the video (a shorter audio track trips sglang#24602 on unpatched servers)."""
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as c:
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        v = c.add_stream(codec, rate=fps)
+        v.width, v.height, v.pix_fmt = size, size, "yuv420p"
+        a = c.add_stream("aac", rate=rate)
+        a.layout = "mono"
+        frames = int(seconds * fps)
+        for i in range(frames):
+            img = np.zeros((size, size, 3), np.uint8)
+            img[:, :, 2] = 60
+            row = (i * size) // frames
+            img[row : row + size // frames, :, 1] = 255
+            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+        t = np.arange(int(audio_seconds * rate)) / rate
+        samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        frame.sample_rate = rate
+        for p in a.encode(frame):
+            c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    return buf.getvalue()
+
+
+def video_clip():
+    try:
+        return make_mp4(), "generated"
+    except ImportError:
+        return BUNDLED_MP4.read_bytes(), "bundled"
+
+
+# -------------------------------------------------------------------------- http
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def _request(url, data=None, headers=None, timeout=60.0, method=None):
+    req = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise CheckFailed(f"no response: {reason}") from e
+
+
+def _error_text(status, body):
+    try:
+        obj = json.loads(body)
+        msg = obj.get("message") or (obj.get("error") or {}).get("message") or obj
+    except (ValueError, AttributeError):
+        msg = body[:200].decode("utf-8", "replace")
+    return f"HTTP {status}: {str(msg)[:160]}"
+
+
+def _post_json(url, payload, timeout):
+    status, body = _request(
+        url, json.dumps(payload).encode(), {"Content-Type": "application/json"}, timeout
+    )
+    if status != 200:
+        raise CheckFailed(_error_text(status, body))
+    try:
+        return json.loads(body)
+    except ValueError as e:
+        raise CheckFailed(f"HTTP 200 but not JSON: {body[:80]!r}") from e
+
+
+def _chat_reply(obj):
+    """The assistant text of a chat.completion; CheckFailed when the shape is wrong."""
+    try:
+        choice = obj["choices"][0]
+        msg = choice["message"]
+    except (KeyError, IndexError, TypeError) as e:
+        raise CheckFailed(f"not a chat.completion: {str(obj)[:120]}") from e
+    if choice.get("finish_reason") == "abort":
+        raise CheckFailed(f"finish_reason abort: {str(choice)[:120]}")
+    text = msg.get("content") or msg.get("reasoning_content") or ""
+    if not isinstance(text, str) or not text.strip():
+        raise CheckFailed("empty assistant message")
+    return text
+
+
+def _multipart(fields, files):
+    boundary = uuid.uuid4().hex
+    out = io.BytesIO()
+    for name, value in fields.items():
+        out.write(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
+                  f"{value}\r\n".encode())  # fmt: skip
+    for name, (filename, ctype, data) in files.items():
+        out.write(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; "
+                  f"filename=\"{filename}\"\r\nContent-Type: {ctype}\r\n\r\n".encode())  # fmt: skip
+        out.write(data + b"\r\n")
+    out.write(f"--{boundary}--\r\n".encode())
+    return out.getvalue(), f"multipart/form-data; boundary={boundary}"
+
+
+# ------------------------------------------------------------------------ checks
+
+
+class Smoke:
+    def __init__(self, url, model=None, timeout=120.0, max_tokens=64):
+        self.url = url.rstrip("/")
+        self.model = model
+        self.timeout = timeout
+        self.max_tokens = max_tokens
+        self._wav = None
+
+    @property
+    def wav(self):
+        if self._wav is None:
+            self._wav = make_wav()
+        return self._wav
+
+    def model_name(self):
+        if self.model is None:
+            self.model = "default"
+            try:
+                status, body = _request(f"{self.url}/v1/models", timeout=self.timeout)
+                if status == 200:
+                    self.model = json.loads(body)["data"][0]["id"]
+            except (CheckFailed, ValueError, KeyError, IndexError, TypeError):
+                pass
+        return self.model
+
+    def _chat(self, content):
+        payload = {
+            "model": self.model_name(),
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": self.max_tokens,
+            "temperature": 0,
+        }
+        return _chat_reply(
+            _post_json(f"{self.url}/v1/chat/completions", payload, self.timeout)
+        )
+
+    def check_health(self):
+        status, body = _request(f"{self.url}/health", timeout=self.timeout)
+        if status != 200:
+            raise CheckFailed(_error_text(status, body))
+        return "HTTP 200"
+
+    def check_text(self):
+        return self._chat("Reply with one short sentence: what is 2 + 3?")
+
+    def check_audio(self):
+        url = "data:audio/wav;base64," + base64.b64encode(self.wav).decode()
+        return self._chat([
+            {"type": "audio_url", "audio_url": {"url": url}},
+            {"type": "text", "text": "Describe this sound in one short sentence."},
+        ])  # fmt: skip
+
+    def check_transcription(self):
+        body, ctype = _multipart(
+            {"model": self.model_name(), "response_format": "json"},
+            {"file": ("smoke.wav", "audio/wav", self.wav)},
+        )
+        status, raw = _request(
+            f"{self.url}/v1/audio/transcriptions",
+            body,
+            {"Content-Type": ctype},
+            self.timeout,
+        )
+        if status != 200:
+            raise CheckFailed(_error_text(status, raw))
+        try:
+            text = json.loads(raw)["text"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckFailed(f"HTTP 200 but no 'text' field: {raw[:80]!r}") from e
+        if not isinstance(text, str):
+            raise CheckFailed(f"'text' is {type(text).__name__}, not a string")
+        return f"text {text!r}" if text else "text '' (a tone has no words)"
+
+    def check_video(self):
+        data, _ = video_clip()
+        url = "data:video/mp4;base64," + base64.b64encode(data).decode()
+        return self._chat([
+            {"type": "video_url", "video_url": {"url": url}},
+            {"type": "text", "text": "Describe this video in one short sentence."},
+        ])  # fmt: skip
+
+
+def run_checks(smoke, checks, progress=sys.stderr):
+    """Run the checks in order; return rows (name, status, seconds, detail)."""
+    rows = []
+    for i, name in enumerate(checks, 1):
+        print(f"[{i}/{len(checks)}] {name} ...", file=progress, flush=True)
+        t0 = time.monotonic()
+        try:
+            detail = getattr(smoke, f"check_{name}")()
+            status = "PASS"
+        except CheckFailed as e:
+            detail, status = str(e), "FAIL"
+        dt = time.monotonic() - t0
+        detail = " ".join(str(detail).split())
+        print(f"[{i}/{len(checks)}] {name}: {status} in {dt * 1000:.0f} ms", file=progress,
+              flush=True)  # fmt: skip
+        rows.append((name, status, dt, detail))
+    return rows
+
+
+def format_table(rows, skipped=()):
+    lines = [f"{'check':14} {'result':6} {'latency':>10}  detail", "-" * 72]
+    for name, status, dt, detail in rows:
+        d = detail if len(detail) <= 60 else detail[:57] + "..."
+        lines.append(f"{name:14} {status:6} {dt * 1000:>7.0f} ms  {d}")
+    for name, why in skipped:
+        lines.append(f"{name:14} {'SKIP':6} {'-':>10}  {why}")
+    failed = sum(1 for r in rows if r[1] != "PASS")
+    lines.append("-" * 72)
+    lines.append(
+        f"{len(rows) - failed} passed, {failed} failed, {len(skipped)} skipped"
+    )
+    return "\n".join(lines)
+
+
+_URL_RE = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?/?$")
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "smoke",
+        help="smoke-check a running server (health, text, audio, transcription, video)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--url", required=True, help="server base URL, e.g. http://10.0.0.1:30000"
+    )
+    p.add_argument("--model", help="model name for requests (default: from /v1/models)")
+    p.add_argument(
+        "--recipe", help="skip checks for modalities this recipe does not serve"
+    )
+    p.add_argument(
+        "--skip", default="", help="comma list of checks to skip: " + ",".join(CHECKS)
+    )
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args):
+    if not _URL_RE.match(args.url):
+        print(
+            f"smoke: error: --url {args.url!r} is not http(s)://HOST[:PORT]",
+            file=sys.stderr,
+        )
+        return 2
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    bad = skip - set(CHECKS)
+    if bad:
+        print(f"smoke: error: unknown check(s) {sorted(bad)}; checks: {', '.join(CHECKS)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    skipped = [(c, "--skip") for c in CHECKS if c in skip]
+    if args.recipe:
+        from sglang_mimo import recipes
+
+        try:
+            modalities = set(recipes.load_recipe(args.recipe)["model"]["modalities"])
+        except recipes.RecipeError as e:
+            print(f"smoke: error: {e}", file=sys.stderr)
+            return 2
+        for c, m in NEEDS_MODALITY.items():
+            if c not in skip and m not in modalities:
+                skip.add(c)
+                skipped.append((c, f"recipe {args.recipe} does not serve {m}"))
+    checks = [c for c in CHECKS if c not in skip]
+    smoke = Smoke(args.url, args.model, args.timeout, args.max_tokens)
+    print(f"smoke: {args.url}: {len(checks)} checks", file=sys.stderr, flush=True)
+    rows = run_checks(smoke, checks)
+    print(format_table(rows, skipped))
+    return 0 if all(r[1] == "PASS" for r in rows) else 1

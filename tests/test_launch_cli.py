@@ -1,0 +1,279 @@
+"""scripts/launch: exec of a rank, docker and LeaderWorkerSet renderings, bad input.
+
+The exec path runs for real: ``--python`` points at a stand-in interpreter (a script that
+records its argv and environment and exits), so the test sees exactly what
+``python3 -m sglang.launch_server`` would have been started with. For bad input the
+stand-in must never run.
+"""
+
+import json
+import shlex
+import stat
+import sys
+
+import pytest
+import yaml
+from recipe_helpers import LAUNCH, R, clean_env, launch, paths
+
+GB10 = "mimo-v2.5-gb10x4"
+GB10_SITE = ["--nic", "enP2p1s0f0np0", "--ib-hca", "roceP2p1s0f0"]
+GB10_HEAD = ["--head-addr", "192.168.100.10:29500"]
+
+
+@pytest.fixture
+def standin_python(tmp_path):
+    """A stand-in for python3 that records how it was started, then exits 0."""
+    record = tmp_path / "started.json"
+    exe = tmp_path / "python3-standin"
+    exe.write_text(
+        "#!/bin/sh\n"
+        f'exec "{sys.executable}" -c \'import json, os, sys; '
+        f'json.dump({{"argv": sys.argv[1:], "env": dict(os.environ)}}, '
+        f'open("{record}", "w"))\' "$@"\n'
+    )
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    return exe, record
+
+
+def _rank_args(rank):
+    return ["--node-rank", rank, "--rank-addr", f"192.168.100.{10 + rank}", *GB10_HEAD,
+            *GB10_SITE]  # fmt: skip
+
+
+def test_exec_runs_launch_server_with_the_rank_env_and_argv(standin_python):
+    exe, record = standin_python
+    r = launch(
+        GB10, *_rank_args(2), "--model-path", "/models/mimo-v2.5", "--python", exe
+    )
+    assert r.returncode == 0, r.stderr
+    started = json.loads(record.read_text())
+    dry = launch(GB10, *_rank_args(2), "--model-path", "/models/mimo-v2.5", "--dry-run",
+                 "--json")  # fmt: skip
+    (want,) = json.loads(dry.stdout)
+    assert started["argv"][:2] == ["-m", "sglang.launch_server"]
+    assert started["argv"][2:] == want["argv"]
+    for k, v in want["env"].items():
+        assert started["env"][k] == v
+    argv = want["argv"]
+    assert argv[argv.index("--node-rank") + 1] == "2"
+    assert argv[argv.index("--nnodes") + 1] == "4"
+    assert argv[argv.index("--dist-init-addr") + 1] == "192.168.100.10:29500"
+    assert argv[argv.index("--model-path") + 1] == "/models/mimo-v2.5"
+    assert want["env"]["SGLANG_HOST_IP"] == "192.168.100.12"
+    assert want["env"]["NCCL_SOCKET_IFNAME"] == "enP2p1s0f0np0"
+    assert want["env"]["NCCL_IB_HCA"] == "roceP2p1s0f0"
+
+
+def test_site_values_come_from_the_environment_too(standin_python):
+    exe, record = standin_python
+    env = clean_env(
+        SGLANG_MIMO_RANK_ADDR="192.168.100.13", SGLANG_MIMO_HEAD_ADDR="192.168.100.10:29500",
+        SGLANG_MIMO_NIC="enp1s0", SGLANG_MIMO_IB_HCA="mlx5_0",
+    )  # fmt: skip
+    r = launch(GB10, "--node-rank", 3, "--python", exe, env=env)
+    assert r.returncode == 0, r.stderr
+    started = json.loads(record.read_text())
+    assert started["env"]["SGLANG_HOST_IP"] == "192.168.100.13"
+    assert started["env"]["GLOO_SOCKET_IFNAME"] == "enp1s0"
+    # A flag wins over the variable.
+    r = launch(GB10, "--node-rank", 3, "--nic", "eth9", "--python", exe, env=env)
+    assert json.loads(record.read_text())["env"]["NCCL_SOCKET_IFNAME"] == "eth9"
+
+
+def test_single_node_recipe_needs_no_rank_or_address(standin_python):
+    exe, record = standin_python
+    r = launch("mimo-v2.5-h200x8", "--python", exe)
+    assert r.returncode == 0, r.stderr
+    argv = json.loads(record.read_text())["argv"]
+    assert "--nnodes" not in argv and "--dist-init-addr" not in argv
+    assert argv[argv.index("--model-path") + 1] == "XiaomiMiMo/MiMo-V2.5"
+
+
+BAD_INPUT = [
+    ("unknown recipe", ["mimo-v9", "--node-rank", 0], "unknown recipe 'mimo-v9'; known recipes: "),
+    ("rank too high", [GB10, *_rank_args(4)], "--node-rank 4 is outside 0..3"),
+    ("negative rank", [GB10, *_rank_args(-1)], "--node-rank -1 is outside 0..3"),
+    ("rank on one node", ["mimo-v2.5-h200x8", "--node-rank", 1], "outside 0..0"),
+    ("no rank, multi-node", [GB10, "--rank-addr", "10.0.0.1", *GB10_HEAD, *GB10_SITE],
+     "give --node-rank 0..3"),
+    ("head without port", [GB10, "--node-rank", 0, "--rank-addr", "10.0.0.1",
+                           "--head-addr", "10.0.0.1", *GB10_SITE], "is not HOST:PORT"),
+    ("head port too big", [GB10, "--node-rank", 0, "--rank-addr", "10.0.0.1",
+                           "--head-addr", "10.0.0.1:70000", *GB10_SITE], "outside 1..65535"),
+    ("head bad host", [GB10, "--node-rank", 0, "--rank-addr", "10.0.0.1",
+                       "--head-addr", "10.0.0.300:29500", *GB10_SITE], "not an IP address"),
+    ("rank addr malformed", [GB10, "--node-rank", 0, "--rank-addr", "10.0.0.1:29500",
+                             *GB10_HEAD, *GB10_SITE], "--rank-addr: '10.0.0.1:29500'"),
+    ("head missing", [GB10, "--node-rank", 0, "--rank-addr", "10.0.0.1", *GB10_SITE],
+     "--head-addr HOST:PORT"),
+    ("nic missing", [GB10, "--node-rank", 1, "--rank-addr", "10.0.0.2", *GB10_HEAD,
+                     "--ib-hca", "roceP2p1s0f0"], "--nic / $SGLANG_MIMO_NIC"),
+    ("rank addr missing", [GB10, "--node-rank", 1, *GB10_HEAD, *GB10_SITE],
+     "--rank-addr / $SGLANG_MIMO_RANK_ADDR"),
+    ("nic with a space", [GB10, "--node-rank", 1, "--rank-addr", "10.0.0.2", *GB10_HEAD,
+                          "--nic", "eth 0", "--ib-hca", "x"], "not an interface"),
+    ("rank list wrong length", [GB10, "--render", "docker", "--rank-addr", "10.0.0.1,10.0.0.2",
+                                *GB10_HEAD, *GB10_SITE], "lists 2 addresses"),
+    ("json without dry-run", ["--json"], "--json needs --dry-run"),
+    ("nothing to do", [], "give a recipe"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_is_refused_and_nothing_runs(case, standin_python):
+    _, args, message = case
+    exe, record = standin_python
+    r = launch(*args, "--python", exe)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert message in r.stderr, r.stderr
+    assert r.stderr.startswith("launch: error:")
+    assert not record.exists()
+
+
+def test_unknown_recipe_lists_the_known_ones():
+    r = launch("nope", "--node-rank", 0)
+    for name in R.known_recipes():
+        assert name in r.stderr
+
+
+def test_recipe_failing_its_schema_is_refused(tmp_path, standin_python):
+    exe, record = standin_python
+    data = yaml.safe_load(R.known_recipes()["mimo-v2.5-h200x8"].read_text())
+    data["image"]["target"] = "sm100"
+    data.pop("hardware")
+    bad = tmp_path / "mimo-v2.5-h200x8.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    r = launch(bad, "--python", exe)
+    assert r.returncode == 3, r.stderr
+    assert "fails validation" in r.stderr
+    assert (
+        "image/target" in r.stderr and "'hardware' is a required property" in r.stderr
+    )
+    assert not record.exists()
+    # Same for a recipe that breaks a project rule (attention DP while serving audio).
+    data = yaml.safe_load(R.known_recipes()["mimo-v2.5-h200x8"].read_text())
+    data["server_args"].append({"--attn-dp-size": 2})
+    bad.write_text(yaml.safe_dump(data))
+    r = launch(bad, "--dry-run", "--json")
+    assert r.returncode == 3 and "#37059" in r.stderr and r.stdout == ""
+
+
+def test_a_bad_recipe_in_the_directory_fails_the_whole_dry_run(tmp_path):
+    for name, path in R.known_recipes().items():
+        (tmp_path / path.name).write_text(path.read_text())
+    (tmp_path / "broken.yaml").write_text("name: broken\n")
+    r = launch("--dry-run", "--json", "--recipes-dir", tmp_path)
+    assert r.returncode == 3 and "broken.yaml" in r.stderr and r.stdout == ""
+
+
+def _docker_lines(stdout):
+    cmds = [
+        c for c in stdout.replace("\\\n", " ").splitlines() if c.startswith("docker ")
+    ]
+    return [shlex.split(c) for c in cmds]
+
+
+def test_docker_lines_per_rank():
+    addrs = ",".join(f"192.168.100.{10 + i}" for i in range(4))
+    r = launch(GB10, "--render", "docker", "--rank-addr", addrs, *GB10_HEAD, *GB10_SITE,
+               "--model-path", "/models/mimo-v2.5")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = _docker_lines(r.stdout)
+    assert len(lines) == 4
+    image = f"sglang-mimo:{paths.load_pin()['distribution']}-sm121a"
+    for rank, argv in enumerate(lines):
+        assert argv[:3] == ["docker", "run", "-d"]
+        for needle in (["--gpus", "all"], ["--ipc=host"], ["--network", "host"],
+                       ["--shm-size", "32g"], ["--device", "/dev/infiniband"],
+                       ["-v", "/models/mimo-v2.5:/models/mimo-v2.5:ro"]):  # fmt: skip
+            i = argv.index(needle[0])
+            assert argv[i : i + len(needle)] == needle
+        envs = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "-e")
+        cmd = argv[argv.index(image) + 1 :]
+        dry = launch(GB10, *_rank_args(rank), "--model-path", "/models/mimo-v2.5",
+                     "--dry-run", "--json")  # fmt: skip
+        (want,) = json.loads(dry.stdout)
+        assert cmd == ["python3", "-m", "sglang.launch_server", *want["argv"]]
+        assert envs == want["env"]
+
+
+def test_docker_line_for_a_hub_model_mounts_the_cache():
+    r = launch("mimo-v2.5-h200x8", "--render", "docker")
+    (argv,) = _docker_lines(r.stdout)
+    assert "${HOME}/.cache/huggingface:/root/.cache/huggingface" in argv
+    assert f"sglang-mimo:{paths.load_pin()['distribution']}-sm90" in argv
+    assert "/dev/infiniband" not in argv
+
+
+def test_kubernetes_leaderworkerset_manifest():
+    r = launch(GB10, "--render", "k8s", *GB10_SITE, "--model-path", "/models/mimo-v2.5",
+               "--image", "registry.example/sglang-mimo:sm121a")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = yaml.safe_load(r.stdout)
+    assert (
+        m["apiVersion"] == "leaderworkerset.x-k8s.io/v1"
+        and m["kind"] == "LeaderWorkerSet"
+    )
+    lwt = m["spec"]["leaderWorkerTemplate"]
+    assert lwt["size"] == 4
+    for role in ("leaderTemplate", "workerTemplate"):
+        (c,) = lwt[role]["spec"]["containers"]
+        assert c["image"] == "registry.example/sglang-mimo:sm121a"
+        assert c["command"] == ["python3", "-m", "sglang.launch_server"]
+        args = c["args"]
+        assert args[args.index("--nnodes") + 1] == "$(LWS_GROUP_SIZE)"
+        assert args[args.index("--node-rank") + 1] == "$(LWS_WORKER_INDEX)"
+        assert args[args.index("--dist-init-addr") + 1] == "$(LWS_LEADER_ADDRESS):29500"
+        env = {e["name"]: e for e in c["env"]}
+        assert env["SGLANG_HOST_IP"]["value"] == "$(POD_IP)"
+        assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+        assert (
+            "worker-index"
+            in env["LWS_WORKER_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+        )
+        assert env["NCCL_SOCKET_IFNAME"]["value"] == "enP2p1s0f0np0"
+        assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert lwt[role]["spec"]["hostNetwork"] is True
+    (leader,) = lwt["leaderTemplate"]["spec"]["containers"]
+    assert leader["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert "ray" not in r.stdout.lower()
+    assert "&id" not in r.stdout  # plain YAML, no anchors/aliases
+
+
+def test_kubernetes_manifest_needs_the_site_values():
+    r = launch(GB10, "--render", "k8s", "--nic", "eth0")
+    assert r.returncode == 2 and "--ib-hca / $SGLANG_MIMO_IB_HCA" in r.stderr
+
+
+def test_list_and_help():
+    r = launch("--list")
+    assert r.returncode == 0
+    assert [ln.split()[0] for ln in r.stdout.splitlines()] == list(R.known_recipes())
+    h = launch("--help")
+    assert h.returncode == 0 and "--node-rank" in h.stdout and "Exit codes" in h.stdout
+
+
+def test_without_jsonschema_the_builtin_validator_takes_over(tmp_path):
+    """A bare host without the jsonschema package: same acceptance, same refusals."""
+    blocker = tmp_path / "block" / "jsonschema"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('blocked for this test')\n")
+    env = clean_env(PYTHONPATH=str(tmp_path / "block"))
+    ok = launch("--dry-run", "--json", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == launch("--dry-run", "--json").stdout
+    data = yaml.safe_load(R.known_recipes()["mimo-v2.5-h200x8"].read_text())
+    data["speculative"]["num_steps"] = "3"
+    bad = tmp_path / "mimo-v2.5-h200x8.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    r = launch(bad, "--dry-run", env=env)
+    assert r.returncode == 3 and "speculative/num_steps" in r.stderr, r.stderr
+
+
+def test_scripts_launch_is_executable():
+    import subprocess
+
+    r = subprocess.run(
+        [str(LAUNCH), "--list"], capture_output=True, text=True, env=clean_env()
+    )
+    assert r.returncode == 0, r.stderr
