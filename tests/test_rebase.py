@@ -104,6 +104,8 @@ def test_rebase_write_moves_the_series_and_pin(version, tmp_path):
     for name in series.read_series(repo / "patches" / "series"):
         patch = series.parse_patch(repo / "patches" / name)
         for f, blob in patch.preimages.items():
+            if set(blob) == {"0"}:
+                continue  # a file the patch creates
             if f not in seen:  # the first patch on a file starts from the release
                 real = trees.git(tree, "rev-parse", f"v{version}:{f}").strip()
                 assert blob == real, f"{name}: index of {f} is not the {version} blob"
