@@ -14,6 +14,11 @@ SUBCOMMAND_MODULES = [
     "docs",
     "launch",
     "smoke",
+    "status",
+    "audit",
+    "changelog",
+    "rebase",
+    "export_pr",
 ]
 
 
