@@ -29,6 +29,10 @@ Options:
                  message (git am --keep-non-patch)
   --force        accept a tree whose sglang version is not the pinned one, and
                  uncommitted changes in files the series touches
+  --reject       for refreshing the series on another release only: apply every
+                 hunk that fits, leave each one that does not as FILE.rej beside
+                 its file, and exit 1 if any was rejected (not atomic; no
+                 --check, --reverse or --commit)
   --series FILE  use another series file (patches are read beside it)
   --fetch        only download and verify the pinned wheel; print its path
   --wheel KEY    which pinned wheel to use (a key of "wheels" in pin.json, e.g.
@@ -68,6 +72,7 @@ BUILD=${SGLANG_MIMO_BUILD:-$REPO/build}
 MODE=apply
 COMMIT=0
 FORCE=0
+REJECT=0
 DIR=""
 WHEEL_KEY=""
 while [ $# -gt 0 ]; do
@@ -82,6 +87,7 @@ while [ $# -gt 0 ]; do
 		shift
 		;;
 	--force) FORCE=1 ;;
+	--reject) REJECT=1 ;;
 	--series)
 		[ $# -ge 2 ] || die 2 "--series needs a file"
 		SERIES=$2
@@ -246,6 +252,7 @@ if [ "$LAYOUT" = checkout ] && command -v git >/dev/null &&
 fi
 [ "$COMMIT" = 0 ] || [ "$IS_GIT" = 1 ] || die 2 "--commit needs a git checkout; $DIR is not one"
 [ "$COMMIT" = 0 ] || [ "$MODE" != reverse ] || die 2 "--reverse --commit is not supported: use git revert"
+[ "$REJECT" = 0 ] || { [ "$MODE" = apply ] && [ "$COMMIT" = 0 ]; } || die 2 "--reject only applies (no --check, --reverse or --commit)"
 
 tree_version() {
 	local pkg=$DIR
@@ -406,6 +413,8 @@ run_series() {
 			fi
 		else
 			printf '%s\t%s\t%s\n' "$p" "conflicts" "$(conflict_detail "$where" "$p")"
+			# --reject: keep the hunks that fit, the others go to FILE.rej.
+			[ "$REJECT" = 0 ] || do_patch "$where" "$p" --reject >/dev/null || true
 		fi
 	done
 }
@@ -421,9 +430,18 @@ while IFS=$'\t' read -r name status detail; do
 	esac
 done <<<"$REPORT"
 
-if [ "$CONFLICTS" = 1 ]; then
+if [ "$CONFLICTS" = 1 ] && [ "$REJECT" = 0 ]; then
 	echo "apply_patches.sh: $DIR is unchanged: the series does not apply (see 'conflicts' above)" >&2
 	exit 1
+fi
+REJECTED=()
+if [ "$REJECT" = 1 ]; then
+	# The .rej files are written back with everything else.
+	while read -r f; do
+		ALLFILES+=("$f")
+		REJECTED+=("$f")
+		CHANGES=1
+	done < <(cd "$SCRATCH/work" && find . -name '*.rej' -type f | sed 's#^\./##' | sort)
 fi
 [ "$MODE" = check ] && exit 0
 if [ "$CHANGES" = 0 ]; then
@@ -519,4 +537,8 @@ for f in "${CHANGED[@]}"; do
 		die 4 "could not remove $t; every file was restored"
 	fi
 done
+if [ "$REJECT" = 1 ] && [ "$CONFLICTS" = 1 ]; then
+	note "applied what fits to $DIR; rejected hunks are in: $(for f in "${REJECTED[@]}"; do target "$f"; done | paste -sd' ' -)"
+	exit 1
+fi
 if [ "$MODE" = reverse ]; then note "series taken out of $DIR"; else note "series applied to $DIR"; fi

@@ -15,6 +15,11 @@ SUBCOMMAND_MODULES = [
     "image",
     "launch",
     "smoke",
+    "status",
+    "audit",
+    "changelog",
+    "rebase",
+    "export_pr",
 ]
 
 

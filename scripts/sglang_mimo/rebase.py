@@ -1,0 +1,223 @@
+"""rebase: try the series on another SGLang release, and with --write move onto it.
+
+Downloads the release's wheels with pip (the keys of patches/pin.json "wheels";
+cached under build/wheels/, sha256 recorded), unpacks this machine's wheel into
+build/rebase/sglang-VERSION as a checkout-layout git repository tagged
+vVERSION, and asks ``scripts/apply_patches.sh --check --force`` there. Per
+patch: "applies" (maybe with an offset), "already upstream" (it reverse-applies:
+drop it) or "conflicts". Conflicting hunks are then left as FILE.rej in that
+tree (``apply_patches.sh --reject``). ``sglang-mimo audit`` runs on the new base.
+
+--write (only when nothing conflicts): regenerate every carried patch with
+``git format-patch`` from ``apply_patches.sh --commit`` in that repository
+(fresh offsets and index lines), drop the patches already upstream (series,
+file, and a CHANGELOG "Dropped" entry), move patches/pin.json (version, tag,
+distribution VERSION-mimo.1, wheels with their sha256) and the files that
+repeat the version (tests/requirements.txt, pyproject.toml), and regenerate the
+CHANGELOG list and README table.
+
+Exit codes: 0 the series applies (or is upstream) and the audit finds no gap;
+1 a patch conflicts (.rej files left; nothing written); 2 usage; 4 the audit
+found a gap on the new base; 5 a wheel could not be downloaded.
+"""
+
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from sglang_mimo import audit, changelog, docs, paths, series, trees
+
+OUTCOME = {
+    "applies": "applies",
+    "already applied": "already upstream",
+    "conflicts": "conflicts",
+}
+FORMAT_PATCH = ["format-patch", "-1", "-N", "--full-index", "--zero-commit"]
+FORMAT_PATCH += ["--no-signature", "--stdout"]
+
+
+def work_tree(version, wheel):
+    dest = trees.BUILD / "rebase" / f"sglang-{version}"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tree.", dir=dest.parent))
+    trees.make_checkout(wheel, tmp, version)
+    tmp.rename(dest)
+    return dest
+
+
+def try_series(version):
+    """Fetch, unpack and check: a dict with wheels, tree, rows and audit findings."""
+    wheels = trees.fetch_release_wheels(version)
+    pin = paths.load_pin()
+    if version == pin["version"]:
+        for k, (path, digest) in wheels.items():
+            if digest != pin["wheels"][k]["sha256"]:
+                raise trees.ToolError(
+                    f"sha256 of {path.name} is {digest}, the pin says "
+                    f"{pin['wheels'][k]['sha256']}",
+                    5,
+                )
+    key = trees.local_wheel_key()
+    tree = work_tree(version, wheels[key][0])
+    states, _ = trees.check(tree)
+    by_name = {s.name: s for s in states}
+    rows = []
+    for p in series.load_series():
+        s = by_name[p.name]
+        rows.append(
+            {
+                "patch": p.name,
+                "outcome": OUTCOME[s.status],
+                "detail": s.detail,
+                "rej": [],
+            }
+        )
+    findings = audit.audit(tree)[0]  # on the release itself, before any .rej
+    conflicts = [r for r in rows if r["outcome"] == "conflicts"]
+    if conflicts:
+        proc = trees.run_apply("--reject", "--force", tree)
+        rejs = sorted(
+            p.relative_to(tree).as_posix() for p in (tree / "python").rglob("*.rej")
+        )
+        for r in conflicts:
+            files = [f for f in series.parse_patch(paths.PATCHES / r["patch"]).files]
+            r["rej"] = [j for j in rejs if j[: -len(".rej")] in files]
+        if proc.returncode not in (0, 1):
+            raise trees.ToolError(f"apply_patches.sh --reject: {proc.stderr.strip()}")
+    return {
+        "version": version,
+        "tree": str(tree),
+        "wheels": {
+            k: {"filename": p.name, "sha256": h} for k, (p, h) in wheels.items()
+        },
+        "patches": rows,
+        "audit": [str(f) for f in findings],
+    }
+
+
+def refresh(result):
+    """--write: regenerate the carried patches, drop the upstreamed ones, move the pin."""
+    version, tree = result["version"], Path(result["tree"])
+    rows = result["patches"]
+    carried = [r["patch"] for r in rows if r["outcome"] == "applies"]
+    dropped = [r["patch"] for r in rows if r["outcome"] == "already upstream"]
+    proc = trees.run_apply("--commit", "--force", tree)
+    if proc.returncode != 0:
+        raise trees.ToolError(f"apply_patches.sh --commit: {proc.stderr.strip()}")
+    commits = trees.git(tree, "rev-list", "--reverse", f"v{version}..HEAD").split()
+    if len(commits) != len(carried):
+        raise trees.ToolError(
+            f"{len(commits)} commits for {len(carried)} carried patches in {tree}"
+        )
+    for name, sha in zip(carried, commits):
+        text = trees.git(tree, *FORMAT_PATCH, sha)
+        (paths.PATCHES / name).write_text(text, encoding="utf-8")
+    old = {p.name: p for p in series.load_series()}
+    lines = paths.SERIES.read_text(encoding="utf-8").splitlines(keepends=True)
+    paths.SERIES.write_text(
+        "".join(l for l in lines if l.split("#", 1)[0].strip() not in dropped),
+        encoding="utf-8",
+    )
+    for name in dropped:
+        (paths.PATCHES / name).unlink()
+
+    pin = paths.load_pin()
+    if pin["version"] != version:
+        pin.update(
+            version=version,
+            tag=f"v{version}",
+            distribution=f"{version}-mimo.1",
+            wheels=result["wheels"],
+        )
+        paths.PIN_FILE.write_text(json.dumps(pin, indent=2) + "\n", encoding="utf-8")
+        req = paths.REPO / "tests" / "requirements.txt"
+        if req.exists():
+            req.write_text(
+                re.sub(
+                    r"^sglang==\S+$", f"sglang=={version}", req.read_text(), flags=re.M
+                )
+            )
+        pyproject = paths.REPO / "pyproject.toml"
+        if pyproject.exists():
+            pyproject.write_text(
+                re.sub(
+                    r'^version = "[^"+]+\+mimo\.\d+"$',
+                    f'version = "{version}+mimo.1"',
+                    pyproject.read_text(),
+                    flags=re.M,
+                )
+            )
+    text = changelog.ensure_release_section(
+        changelog.CHANGELOG.read_text(encoding="utf-8"), pin
+    )
+    for name in dropped:
+        text = changelog.add_dropped(
+            text, pin["distribution"], changelog.dropped_entry(old[name], version)
+        )
+    changelog.CHANGELOG.write_text(changelog.render(text, pin=pin), encoding="utf-8")
+    for path, text in docs.rendered().items():
+        path.write_text(text, encoding="utf-8")
+    return carried, dropped
+
+
+def render(result):
+    out = [f"SGLang {result['version']}: series tried in {result['tree']}", ""]
+    out += ["| wheel | file | sha256 |", "|---|---|---|"]
+    for k, w in result["wheels"].items():
+        out.append(f"| {k} | {w['filename']} | {w['sha256']} |")
+    out += ["", "| patch | outcome | detail |", "|---|---|---|"]
+    for r in result["patches"]:
+        detail = r["detail"]
+        if r["outcome"] == "already upstream":
+            detail = "drop it (CHANGELOG: Dropped)"
+        if r["rej"]:
+            detail += f"; rejected hunks: {', '.join(r['rej'])}"
+        out.append(f"| {r['patch']} | {r['outcome']} | {detail} |")
+    out.append("")
+    out += result["audit"] or ["audit: no gap on this base"]
+    return "\n".join(out)
+
+
+def run(args):
+    try:
+        result = try_series(args.version)
+    except trees.ToolError as e:
+        print(f"sglang-mimo rebase: {e}")
+        return e.code
+    conflicts = any(r["outcome"] == "conflicts" for r in result["patches"])
+    code = 1 if conflicts else (4 if result["audit"] else 0)
+    if args.write and code == 0:
+        try:
+            carried, dropped = refresh(result)
+        except trees.ToolError as e:
+            print(f"sglang-mimo rebase: {e}")
+            return e.code
+        result["written"] = {"refreshed": carried, "dropped": dropped}
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(render(result))
+        if args.write and code:
+            print("\nnothing written: resolve the conflicts (or audit gaps) first")
+        elif args.write:
+            w = result["written"]
+            print(
+                f"\nwritten: {len(w['refreshed'])} patches refreshed, "
+                f"{len(w['dropped'])} dropped; pin at {args.version}"
+            )
+    return code
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "rebase",
+        help="try the series on another SGLang release (--write: move onto it)",
+        description=__doc__,
+    )
+    p.add_argument("version", help="an SGLang release on PyPI, e.g. 0.5.22")
+    p.add_argument("--write", action="store_true", help="refresh patches and pin")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
