@@ -270,8 +270,10 @@ def test_patched_files_equal_series_applied_to_wheel(built, target, tmp_path):
             got.parent.mkdir(parents=True, exist_ok=True)
             sh(["docker", "cp", f"{cid}:{site}/{rel}", str(got)])
             assert got.read_bytes() == (ref / rel).read_bytes(), rel
-            unpatched = zipfile.ZipFile(wheel).read(rel)
-            assert got.read_bytes() != unpatched, f"{rel} is not patched in the image"
+            names = zipfile.ZipFile(wheel).namelist()
+            if rel in names:  # else the series creates the file
+                unpatched = zipfile.ZipFile(wheel).read(rel)
+                assert got.read_bytes() != unpatched, f"{rel} is not patched"
     finally:
         sh(["docker", "rm", cid], check=False)
 
