@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test venv sysdeps apply clean
+.PHONY: test venv sysdeps apply clean image-test
 
 test: venv
 	$(PY) -m pytest tests $(PYTEST_ARGS)
@@ -41,3 +41,9 @@ apply:
 
 clean:
 	rm -rf build
+
+# The per-arch images (docker/): installs the engine and tools (root, Debian),
+# builds both targets with the real `docker buildx bake` on stand-in bases, checks them.
+image-test: venv
+	bash tests/images/setup.sh $(PY)
+	SGLANG_MIMO_IMAGE_TEST=1 PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest tests/test_images.py $(PYTEST_ARGS)

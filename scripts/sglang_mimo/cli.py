@@ -12,6 +12,7 @@ import sys
 # Modules that contribute sub-commands, in the order --help lists them.
 SUBCOMMAND_MODULES = [
     "docs",
+    "image",
     "launch",
     "smoke",
     "status",

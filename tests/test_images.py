@@ -1,0 +1,477 @@
+"""The per-arch images, built for real in CI on stand-in bases (``make image-test``).
+
+Runs only with SGLANG_MIMO_IMAGE_TEST=1 (``make image-test`` sets it after
+tests/images/setup.sh has installed the engine and tools): it starts dockerd if
+none answers and stops it by its PID at the end, builds stand-in bases for both
+arches (tests/images/standin.py), tags each with the real base name that
+``docker buildx bake --print`` resolves, runs the real ``docker buildx bake`` for
+each target, and checks the images. Timings go to build/image-test-times.json.
+
+Both targets default to the same multi-arch upstream tag, and an engine with the
+classic image store holds one image per name, so the two targets are built one
+after the other, each with its own stand-in under that name.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests" / "images"))
+
+from sglang_mimo import image as img  # noqa: E402
+from sglang_mimo import paths  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("SGLANG_MIMO_IMAGE_TEST") != "1",
+    reason="image build check: run `make image-test` (needs root, builds images)",
+)
+
+BAKE = ["docker", "buildx", "bake", "-f", "docker/docker-bake.hcl"]
+VARS = REPO / "build" / "image-vars.json"
+TIMES = REPO / "build" / "image-test-times.json"
+TARGETS = {
+    # target: (docker arch, uname -m, TORCH_CUDA_ARCH_LIST)
+    "sm90": ("amd64", "x86_64", "9.0a"),
+    "sm121a": ("arm64", "aarch64", "12.1a"),
+}
+LAYER_LIMIT = 20 * 1000 * 1000
+
+
+def sh(cmd, check=True, **kw):
+    """Run a command in the repository root; return the CompletedProcess (text)."""
+    kw.setdefault("capture_output", True)
+    proc = subprocess.run(cmd, cwd=REPO, text=True, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def bake_print(*extra, env=None):
+    out = sh(
+        [*BAKE, "-f", str(VARS), "--print", *extra],
+        env={**os.environ, **(env or {})},
+    )
+    return json.loads(out.stdout)
+
+
+def inspect(name):
+    return json.loads(sh(["docker", "image", "inspect", name]).stdout)[0]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """A Docker engine: the running one, or dockerd started here and stopped by PID."""
+    if sh(["docker", "info"], check=False).returncode == 0:
+        yield None
+        return
+    log = open(REPO / "build" / "dockerd.log", "w")
+    proc = subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(60):
+        if sh(["docker", "info"], check=False).returncode == 0:
+            break
+        time.sleep(1)
+    else:
+        proc.kill()
+        raise AssertionError("dockerd did not start; see build/dockerd.log")
+    yield proc.pid
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def built(engine):
+    """Build both targets on stand-in bases; return {target: image name}."""
+    import standin
+
+    VARS.parent.mkdir(parents=True, exist_ok=True)
+    VARS.write_text(json.dumps(img.bake_vars(), indent=2) + "\n")
+    plan = bake_print()["target"]
+    times, images = {}, {}
+    # Last run's images: rebuilt below; removing them first frees the stand-ins they used.
+    for target in TARGETS:
+        sh(["docker", "rmi", plan[target]["tags"][0]], check=False)
+    for target, (arch, _, _) in TARGETS.items():
+        base = plan[target]["args"]["BASE_IMAGE"]
+        t0 = time.monotonic()
+        standin.ensure(arch, tags=[base])
+        times[f"standin-{arch}"] = round(time.monotonic() - t0, 1)
+        t0 = time.monotonic()
+        proc = sh([*BAKE, "-f", str(VARS), "--progress=plain", target], check=False)
+        times[f"bake-{target}"] = round(time.monotonic() - t0, 1)
+        (REPO / "build" / f"bake-{target}.log").write_text(proc.stdout + proc.stderr)
+        assert proc.returncode == 0, f"bake {target} failed:\n{proc.stderr[-6000:]}"
+        images[target] = plan[target]["tags"][0]
+        # The base's size, taken now: the next target re-tags the base name.
+        times[f"base-size-{target}"] = inspect(base)["Size"]
+    TIMES.write_text(json.dumps(times, indent=2) + "\n")
+    print(f"\nimage build times (s) and base sizes (bytes): {json.dumps(times)}")
+    yield images
+    # The refusal tests' bases; the stand-ins and the built images stay (cache, inspection).
+    names = sh(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "sglang-mimo-test"]
+    )
+    for name in names.stdout.split():
+        sh(["docker", "rmi", "-f", name], check=False)
+
+
+# --- the bake file, resolved without an engine --------------------------------------
+
+
+def test_bake_print_targets_platforms_args_tags():
+    VARS.parent.mkdir(parents=True, exist_ok=True)
+    VARS.write_text(json.dumps(img.bake_vars(), indent=2) + "\n")
+    pin = paths.load_pin()
+    plan = bake_print()
+    assert plan["group"]["default"]["targets"] == ["sm90", "sm121a"]
+    assert set(plan["target"]) == set(TARGETS)
+    for target, (arch, _, arch_list) in TARGETS.items():
+        t = plan["target"][target]
+        assert t["platforms"] == [f"linux/{arch}"]
+        assert t["dockerfile"] == "docker/Dockerfile" and t["context"] == "."
+        assert t["tags"] == [f"sglang-mimo:{pin['distribution']}-{target}"]
+        args = t["args"]
+        assert args["BASE_IMAGE"] == f"lmsysorg/sglang:{pin['tag']}-cu130"
+        assert args["GPU_TARGET"] == target
+        assert args["TORCH_CUDA_ARCH_LIST"] == arch_list
+        assert args["SGLANG_VERSION"] == pin["version"]
+        assert args["DISTRIBUTION"] == pin["distribution"]
+        assert args["PATCHES"].split(",") == img.series_patches()
+        assert args["NCCL_VERSION"] == pin["nccl"]["version"]
+
+
+def test_bake_base_override_from_command_line():
+    both = bake_print(env={"BASE_IMAGE": "registry.example/sglang:custom"})
+    for target in TARGETS:
+        assert (
+            both["target"][target]["args"]["BASE_IMAGE"]
+            == "registry.example/sglang:custom"
+        )
+    one = bake_print("--set", "sm121a.args.BASE_IMAGE=my/base:arm")
+    assert one["target"]["sm121a"]["args"]["BASE_IMAGE"] == "my/base:arm"
+    assert one["target"]["sm90"]["args"]["BASE_IMAGE"].startswith("lmsysorg/sglang:")
+    env_one = bake_print(env={"BASE_IMAGE_SM90": "my/base:x86"})
+    assert env_one["target"]["sm90"]["args"]["BASE_IMAGE"] == "my/base:x86"
+
+
+def test_bake_without_generated_vars_has_no_pinned_values():
+    """The bake file repeats no pinned value: without the generated file they are empty."""
+    out = sh([*BAKE, "--print"])
+    args = json.loads(out.stdout)["target"]["sm90"]["args"]
+    assert args["SGLANG_VERSION"] == "" and args["DISTRIBUTION"] == ""
+    text = (REPO / "docker" / "docker-bake.hcl").read_text()
+    pin = paths.load_pin()
+    for value in (
+        pin["version"],
+        pin["tag"],
+        pin["distribution"],
+        pin["nccl"]["version"],
+    ):
+        assert value not in text
+
+
+def test_hadolint_clean():
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    out = sh([hadolint, "docker/Dockerfile"], check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_dockerfile_has_no_features_engine_20_10_lacks():
+    text = (REPO / "docker" / "Dockerfile").read_text()
+    assert not text.lower().startswith("# syntax")
+    code = [
+        line for line in text.splitlines() if line and not line.lstrip().startswith("#")
+    ]
+    assert not any("<<" in line or "--link" in line for line in code)
+    assert code[0] == "ARG BASE_IMAGE" and code[1] == "FROM ${BASE_IMAGE}"
+
+
+# --- the built images ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_image_architecture(built, target):
+    meta = inspect(built[target])
+    assert (meta["Os"], meta["Architecture"]) == ("linux", TARGETS[target][0])
+    uname = sh(["docker", "run", "--rm", built[target], "uname", "-m"]).stdout.strip()
+    assert uname == TARGETS[target][1]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_labels_and_environment(built, target):
+    pin = paths.load_pin()
+    cfg = inspect(built[target])["Config"]
+    labels = cfg["Labels"]
+    base = bake_print()["target"][target]["args"]["BASE_IMAGE"]
+    assert labels["org.opencontainers.image.base.name"] == base
+    assert labels["org.opencontainers.image.version"] == pin["distribution"]
+    assert labels["io.github.sglang-mimo.sglang.version"] == pin["version"]
+    assert labels["io.github.sglang-mimo.distribution"] == pin["distribution"]
+    assert labels["io.github.sglang-mimo.patches"].split(",") == img.series_patches()
+    assert labels["io.github.sglang-mimo.target"] == target
+    env = dict(e.split("=", 1) for e in cfg["Env"])
+    assert env["TORCH_CUDA_ARCH_LIST"] == TARGETS[target][2]
+    assert env["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    assert env["SGLANG_ENABLE_SPEC_V2"] == "1"
+    for key in env:  # nothing per node
+        assert not key.startswith(
+            ("NCCL_SOCKET", "GLOO_SOCKET", "NCCL_IB_HCA", "MASTER_ADDR")
+        )
+    assert cfg["Healthcheck"]["Test"][-1] == "healthcheck"
+    assert cfg["Entrypoint"] == ["/opt/sglang-mimo/docker/entrypoint.sh"]
+
+
+def site_dir(image):
+    code = (
+        "import importlib.util, os; s = importlib.util.find_spec('sglang');"
+        " print(os.path.dirname(list(s.submodule_search_locations)[0]))"
+    )
+    return sh(
+        ["docker", "run", "--rm", image, "python3", "-B", "-c", code]
+    ).stdout.strip()
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_patched_files_equal_series_applied_to_wheel(built, target, tmp_path):
+    """Each patched file in the image is byte for byte the series applied to the wheel."""
+    import standin
+
+    wheel = standin.fetch_wheel(TARGETS[target][0])
+    ref = tmp_path / "ref"
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(
+            ref, [m for m in z.namelist() if m.startswith(("sglang/", "sglang-"))]
+        )
+    sh([str(paths.APPLY_SCRIPT), str(ref)])
+    site = site_dir(built[target])
+    cid = sh(["docker", "create", built[target]]).stdout.strip()
+    try:
+        files = [f[len("python/") :] for f in img.patched_files()]
+        assert files
+        for rel in files:
+            got = tmp_path / "img" / rel
+            got.parent.mkdir(parents=True, exist_ok=True)
+            sh(["docker", "cp", f"{cid}:{site}/{rel}", str(got)])
+            assert got.read_bytes() == (ref / rel).read_bytes(), rel
+            names = zipfile.ZipFile(wheel).namelist()
+            if rel in names:  # else the series creates the file
+                unpatched = zipfile.ZipFile(wheel).read(rel)
+                assert got.read_bytes() != unpatched, f"{rel} is not patched"
+    finally:
+        sh(["docker", "rm", cid], check=False)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_check_inside_image(built, target):
+    site = site_dir(built[target])
+    out = sh(
+        [
+            "docker", "run", "--rm", built[target],
+            "/opt/sglang-mimo/scripts/apply_patches.sh", "--check", site,
+        ]
+    )  # fmt: skip
+    lines = [line for line in out.stdout.splitlines() if line.strip()]
+    assert [line.split(":")[0] for line in lines] == img.series_patches()
+    assert all(line.endswith(": already applied") for line in lines), out.stdout
+    # The same through the entrypoint, as the README tells users.
+    assert sh(["docker", "run", "--rm", built[target], "check"]).stdout == out.stdout
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_entrypoint_help_patches_and_passthrough(built, target):
+    name = built[target]
+    helped = sh(["docker", "run", "--rm", name])
+    assert "recipe NAME [--node-rank N]" in helped.stdout
+    assert paths.load_pin()["distribution"] in helped.stdout
+    listed = sh(["docker", "run", "--rm", name, "patches"]).stdout.splitlines()
+    assert listed[1:] == img.series_patches()
+    passed = sh(
+        [
+            "docker",
+            "run",
+            "--rm",
+            name,
+            "python3",
+            "-c",
+            "import sys; print(sys.argv[1:])",
+            "a b",
+        ]
+    )
+    assert passed.stdout.strip() == "['a b']"
+    failed = sh(["docker", "run", "--rm", name, "sh", "-c", "exit 7"], check=False)
+    assert failed.returncode == 7
+
+
+def test_entrypoint_recipe_runs_the_launcher(built):
+    """`recipe NAME` hands the name and the node rank to scripts/launch (dry runs here)."""
+    name = built["sm121a"]
+    run = ["docker", "run", "--rm"]
+    has_launcher = sh(
+        [*run, name, "test", "-x", "/opt/sglang-mimo/scripts/launch"], check=False
+    )
+    if has_launcher.returncode != 0:
+        out = sh([*run, name, "recipe", "any", "--node-rank", "1"], check=False)
+        assert out.returncode == 127 and "no launcher" in out.stderr
+        pytest.skip("scripts/launch is not in this tree yet (issue 6)")
+    listed = sh(
+        [*run, name, "/opt/sglang-mimo/scripts/launch", "--list"]
+    ).stdout.splitlines()
+    recipes = {line.split()[0]: line for line in listed if line.strip()}
+    # The rank from $NODE_RANK when --node-rank is not given.
+    one = next(r for r, line in recipes.items() if " 1 x " in f" {line} ")
+    out = sh([*run, "-e", "NODE_RANK=0", name, "recipe", one, "--dry-run"])
+    assert f"# {one}: node rank 0" in out.stdout
+    # Each rank of a multi-node recipe, with the per-site values a node passes at run time.
+    multi = next((r for r, line in recipes.items() if " 1 x " not in f" {line} "), None)
+    if multi is None:
+        return
+    site = {
+        "SGLANG_MIMO_HEAD_ADDR": "192.0.2.10:20000",
+        "SGLANG_MIMO_NIC": "eth0",
+        "SGLANG_MIMO_IB_HCA": "mlx5_0",
+        "SGLANG_MIMO_MODEL_PATH": "/models/mimo",
+    }
+    env = [opt for k, v in site.items() for opt in ("-e", f"{k}={v}")]
+    for rank in (0, 1):
+        out = sh(
+            [*run, *env, "-e", f"SGLANG_MIMO_RANK_ADDR=192.0.2.1{rank}", name,
+             "recipe", multi, "--node-rank", str(rank), "--dry-run"]
+        )  # fmt: skip
+        assert f"# {multi}: node rank {rank}" in out.stdout
+        assert f"--node-rank {rank}" in out.stdout
+
+
+def test_healthcheck_command(built):
+    """`healthcheck` is 0 with a 200 from /health, 1 without a server (stand-in server)."""
+    name = built["sm90"]
+    server = (
+        "import http.server, threading, subprocess, sys\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200 if self.path == '/health' else 404); self.end_headers()\n"
+        "    def log_message(self, *a): pass\n"
+        "s = http.server.HTTPServer(('127.0.0.1', 30000), H)\n"
+        "threading.Thread(target=s.serve_forever, daemon=True).start()\n"
+        "sys.exit(subprocess.call(['/opt/sglang-mimo/docker/entrypoint.sh', 'healthcheck']))\n"
+    )  # a stand-in for the SGLang server: answers /health on loopback
+    ok = sh(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "python3",
+            name,
+            "-c",
+            server,
+        ],
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    down = sh(
+        ["docker", "run", "--rm", "--network", "none", name, "healthcheck"], check=False
+    )
+    assert down.returncode == 1 and "unhealthy" in down.stderr
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_layer_on_top_of_base_is_small(built, target):
+    sizes = json.loads(TIMES.read_text())
+    added = inspect(built[target])["Size"] - sizes[f"base-size-{target}"]
+    print(f"\n{target}: layer added on top of the base: {added} bytes")
+    sizes[f"layer-{target}"] = added
+    TIMES.write_text(json.dumps(sizes, indent=2) + "\n")
+    assert 0 < added < LAYER_LIMIT
+
+
+# --- the build refuses what it must refuse (amd64 only: fast) -------------------------
+
+
+def derived_base(name, shell_cmd):
+    """A stand-in base changed by one shell command, tagged ``name``."""
+    with tempfile.TemporaryDirectory() as ctx:
+        Path(ctx, "Dockerfile").write_text(
+            "FROM sglang-mimo-standin:amd64\n"
+            f'RUN ["/bin/sh", "-c", {json.dumps(shell_cmd)}]\n'
+        )
+        sh(["docker", "build", "-q", "-t", name, ctx])
+
+
+def bake_fails(base):
+    out = sh(
+        [
+            *BAKE,
+            "-f",
+            str(VARS),
+            "--progress=plain",
+            "--set",
+            "sm90.tags=sglang-mimo-test:refused",
+            "sm90",
+        ],
+        check=False,
+        env={**os.environ, "BASE_IMAGE_SM90": base},
+    )
+    return out
+
+
+def test_build_refuses_wrong_sglang_version(built):
+    derived_base(
+        "sglang-mimo-test:wrong-version",
+        "sed -i 's/^Version: .*/Version: 0.5.22/' /usr/local/lib/python3.11/dist-packages/sglang-*.dist-info/METADATA",
+    )
+    out = bake_fails("sglang-mimo-test:wrong-version")
+    assert out.returncode != 0
+    assert "the base image has sglang 0.5.22" in out.stdout + out.stderr
+
+
+def test_build_refuses_a_conflicting_patch(built):
+    rel = img.patched_files()[0][len("python/") :]
+    derived_base(
+        "sglang-mimo-test:conflict",
+        f"printf '\\n# local change\\n' > /usr/local/lib/python3.11/dist-packages/{rel}",
+    )
+    out = bake_fails("sglang-mimo-test:conflict")
+    assert out.returncode != 0
+    assert "does not apply" in out.stdout + out.stderr
+
+
+def test_build_refuses_stale_bake_vars(built, tmp_path):
+    stale = img.bake_vars()
+    stale["variable"]["PATCHES"]["default"] = "0001-something-else.patch"
+    f = tmp_path / "vars.json"
+    f.write_text(json.dumps(stale))
+    out = sh(
+        [
+            *BAKE,
+            "-f",
+            str(f),
+            "--progress=plain",
+            "--set",
+            "sm90.tags=sglang-mimo-test:stale",
+            "sm90",
+        ],
+        check=False,
+        # The amd64 stand-in by its own name: the shared base name now holds the arm64 one.
+        env={**os.environ, "BASE_IMAGE_SM90": "sglang-mimo-standin:amd64"},
+    )
+    assert out.returncode != 0
+    assert "build argument PATCHES" in out.stdout + out.stderr
