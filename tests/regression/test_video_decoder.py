@@ -303,3 +303,46 @@ def test_cuda_pinned_host_allocation_failure_is_what_the_stand_in_raises():
     with pytest.raises(RuntimeError, match="out of memory") as info:
         torch.empty(1 << 40, dtype=torch.uint8, pin_memory=True)
     assert type(info.value) is type(allocation_failure())
+
+
+# --- the GB10 image exactly: torchcodec not installed ----------------------------
+
+GB10_SCRIPT = r"""
+import sys
+sys.modules["torchcodec"] = None  # not installed on aarch64 (excluded by marker)
+import decord, numpy as np, os
+from sglang.srt.utils import video_decoder
+assert video_decoder._BACKEND == "decord", video_decoder._BACKEND
+path, bridge = sys.argv[1], sys.argv[2]
+expected = decord.VideoReader(path).get_batch([0, 5, 11]).asnumpy()
+decord.bridge.set_bridge(bridge)
+w = video_decoder.VideoDecoderWrapper(path)
+np.testing.assert_array_equal(w.get_frames_at([0, 5, 11]), expected)
+np.testing.assert_array_equal(w.get_frames_as_tensor([0, 5, 11]).numpy(), expected)
+print("ok")
+"""
+
+
+def run_without_torchcodec(video_path, bridge):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SGLANG_USE_CPU_ENGINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-c", GB10_SCRIPT, video_path, bridge],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+
+
+def test_without_torchcodec_native_bridge(video_path):
+    proc = run_without_torchcodec(video_path, "native")
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+@FIX_DECORD
+def test_without_torchcodec_torch_bridge(video_path):
+    proc = run_without_torchcodec(video_path, "torch")
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
