@@ -13,8 +13,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
 from cli_helpers import run_cli
 from sglang_mimo import export_pr, paths, series, trees
+from sglang_mimo.rebase import FORMAT_PATCH
 
 PATCH = series.read_series()[0]
 STEM = PATCH.removesuffix(".patch")
@@ -45,7 +47,7 @@ def test_branch_holds_exactly_the_patch_and_its_test(exported):
     commits = git(checkout, "rev-list", "--reverse", f"{start}..{BRANCH}").split()
     assert len(commits) == 2
     fix, test = commits
-    regenerated = git(checkout, *export_pr_format_patch(), fix)
+    regenerated = git(checkout, *FORMAT_PATCH, fix)
     assert regenerated == (paths.PATCHES / PATCH).read_text()
     added = git(checkout, "show", "--name-status", "--format=", test).split("\n")
     added = [l for l in added if l]
@@ -53,18 +55,6 @@ def test_branch_holds_exactly_the_patch_and_its_test(exported):
         "A\ttest/registered/unit/utils/test_"
     )
     assert git(checkout, "status", "--porcelain").strip() == ""
-
-
-def export_pr_format_patch():
-    return [
-        "format-patch",
-        "-1",
-        "-N",
-        "--full-index",
-        "--zero-commit",
-        "--no-signature",
-        "--stdout",
-    ]
 
 
 def moved_test(checkout):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import BUILD, REPO, repo_copy, run_cli
 from sglang_mimo import changelog, paths, series, trees
+from sglang_mimo.rebase import FORMAT_PATCH
 
 EXPECTED = json.loads((REPO / "tests" / "data" / "rebase_expected.json").read_text())
 RELEASES = [v for v in EXPECTED if re.fullmatch(r"\d+\.\d+\.\d+", v)]
@@ -179,19 +180,7 @@ def test_rebase_drops_a_patch_that_is_already_upstream(tmp_path):
     )
     repo = repo_copy(tmp_path / "repo")
     patch_name = "0099-carry-an-upstream-change.patch"
-    (repo / "patches" / patch_name).write_text(
-        trees.git(
-            work,
-            "format-patch",
-            "-1",
-            "-N",
-            "--full-index",
-            "--zero-commit",
-            "--no-signature",
-            "--stdout",
-            "HEAD",
-        )
-    )
+    (repo / "patches" / patch_name).write_text(trees.git(work, *FORMAT_PATCH, "HEAD"))
     with open(repo / "patches" / "series", "a") as f:
         f.write(patch_name + "\n")
     run_cli("docs", "--write", repo=repo, check_rc=0)
