@@ -24,7 +24,7 @@ from sglang_mimo import paths  # noqa: E402
 APPLY = paths.APPLY_SCRIPT
 
 if not os.environ.get("SGLANG_MIMO_TREE"):
-    collect_ignore = ["regression"]
+    collect_ignore = ["regression", "engine"]
 
 
 def run_apply(*args, env=None, check=False):

@@ -52,9 +52,13 @@ def make_wav(seconds=1.5, rate=16000):
     return buf.getvalue()
 
 
-def make_mp4(seconds=1.0, fps=8, size=64, audio_seconds=1.25, rate=16000):
-    """H.264 (or MPEG-4) MP4 with a moving bar and an AAC tone a little longer than
-    the video (a shorter audio track trips sglang#24602 on unpatched servers)."""
+def make_mp4(seconds=2.0, fps=8, size=64, audio_seconds=1.8, rate=16000):
+    """H.264 (or MPEG-4) MP4 with a moving bar and an AAC tone that ends inside the
+    video's last second. On v0.5.23 the MiMo processor splits a video's audio by its
+    1-second grids: audio that ends before the last grid trips an assertion
+    (sglang#24602, patch 0005), and audio that runs past the end of the picture
+    (AAC adds ~64 ms of priming) makes the scheduler fail the whole server (token
+    count != audio embedding count), so the check stays inside both limits."""
     import av
     import numpy as np
 

@@ -55,6 +55,8 @@ def pytest_runtest_makereport(item, call):
         item.nodeid,
         {
             "fixes": marker.args[0] if marker else None,
+            # What the failure on the unpatched tree must say (optional).
+            "unpatched": marker.kwargs.get("unpatched") if marker else None,
             "cuda": bool(item.get_closest_marker("cuda")),
             "outcome": "passed",
             "message": "",
@@ -62,7 +64,12 @@ def pytest_runtest_makereport(item, call):
     )
     if rep.failed:
         entry["outcome"] = "failed"
-        entry["message"] = (rep.longreprtext or "").strip().splitlines()[-1:]
+        crash = getattr(rep.longrepr, "reprcrash", None)
+        entry["message"] = (
+            crash.message
+            if crash is not None
+            else (rep.longreprtext or "").strip().splitlines()[-1:]
+        )
     elif rep.skipped and entry["outcome"] == "passed":
         entry["outcome"] = "skipped"
 

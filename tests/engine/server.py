@@ -1,0 +1,230 @@
+"""Start and stop the real SGLang server of a tree on the CPU, on loopback.
+
+``Server(tree, model, ...)`` runs ``python -m sglang.launch_server --device cpu`` with the
+tree first on PYTHONPATH (so its ``sglang`` is the one that runs) and the CPU stand-ins of
+``shims/`` loaded in every process. The server gets its own process group; ``stop()``
+kills the whole group by id, so nothing is left running after a failure. Progress lines
+go to stderr while it starts; its log is kept in a file and its tail is shown when it
+does not come up.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+SHIMS = Path(__file__).resolve().parent / "shims"
+
+# Flags every engine-test server uses: CPU device and attention backend, no CUDA graph,
+# a small fixed KV pool (memory), no warm-up request (start time).
+BASE_ARGS = [
+    "--device", "cpu",
+    "--attention-backend", "torch_native",
+    "--disable-cuda-graph",
+    "--mem-fraction-static", "0.05",
+    "--max-total-tokens", "16384",
+    "--context-length", "4096",
+    "--trust-remote-code",
+    "--skip-server-warmup",
+    "--log-level", "info",
+]  # fmt: skip
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def progress(msg):
+    print(f"[engine] {msg}", file=sys.stderr, flush=True)
+
+
+class ServerDied(AssertionError):
+    pass
+
+
+class Server:
+    def __init__(self, tree, model, *, name, log_dir, extra_args=(), env=None):
+        self.tree = Path(tree)
+        self.model = Path(model)
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(log_dir) / f"{name}.log"
+        self.extra_args = list(extra_args)
+        self.env = dict(env or {})
+        self.proc = None
+        self.ready_s = None
+        self.peak_rss = 0
+        self._t0 = None
+        self._sampler = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, timeout=420):
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(self.tree), str(SHIMS)]),
+            "SGLANG_USE_CPU_ENGINE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            **self.env,
+        }
+        argv = [
+            sys.executable, "-m", "sglang.launch_server",
+            "--model-path", str(self.model),
+            "--host", "127.0.0.1", "--port", str(self.port),
+            *BASE_ARGS, *self.extra_args,
+        ]  # fmt: skip
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "w")
+        t0 = time.monotonic()
+        progress(f"{self.name}: starting on {self.url} (log {self.log_path})")
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            cwd=self.log_path.parent,
+        )
+        log.close()
+        self._t0 = t0
+        self._sampler = threading.Thread(target=self._sample_rss, daemon=True)
+        self._sampler.start()
+        last = 0.0
+        while True:
+            elapsed = time.monotonic() - t0
+            if self.proc.poll() is not None:
+                raise ServerDied(
+                    f"{self.name}: server exited with {self.proc.returncode} while "
+                    f"starting\n{self.log_tail()}"
+                )
+            if elapsed > timeout:
+                self.stop()
+                raise ServerDied(
+                    f"{self.name}: not ready after {timeout} s\n{self.log_tail()}"
+                )
+            if self.healthy(timeout=5):
+                self.ready_s = elapsed
+                progress(f"{self.name}: ready in {elapsed:.0f} s")
+                return self
+            if elapsed - last >= 15:
+                progress(f"{self.name}: still starting ({elapsed:.0f} s)")
+                last = elapsed
+            time.sleep(1)
+
+    def _sample_rss(self):
+        while self.alive():
+            self.peak_rss = max(self.peak_rss, self.rss_bytes())
+            time.sleep(1)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        stats = {
+            "server": self.name,
+            "ready_s": None if self.ready_s is None else round(self.ready_s, 1),
+            "lifetime_s": round(time.monotonic() - self._t0, 1),
+            "peak_rss_gib": round(self.peak_rss / 2**30, 2),
+            "died": not self.alive(),
+        }
+        with open(self.log_path.parent / "servers.jsonl", "a") as f:
+            f.write(json.dumps(stats) + "\n")
+        progress(
+            f"{self.name}: stopping after {stats['lifetime_s']:.0f} s, "
+            f"peak RSS {stats['peak_rss_gib']} GiB"
+        )
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+        # Children (scheduler, detokenizer) share the group: kill what is left.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.proc = None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines=60):
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        keep = [l for l in text if "Health check failed" not in l]
+        return "\n".join(keep[-lines:])
+
+    def rss_bytes(self):
+        """Summed RSS of the server's process group (Linux /proc)."""
+        if not self.alive():
+            return 0
+        total = 0
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                if os.getpgid(int(pid)) != self.proc.pid:
+                    continue
+                with open(f"/proc/{pid}/statm") as f:
+                    total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            except (OSError, ProcessLookupError, ValueError):
+                continue
+        return total
+
+    # ---------------------------------------------------------------------- HTTP
+
+    def request(self, method, path, body=None, headers=None, timeout=120):
+        """(status, body bytes). A dropped connection or a dead server raises
+        ServerDied with the log tail, never hangs past ``timeout``."""
+        req = urllib.request.Request(
+            self.url + path, data=body, headers=headers or {}, method=method
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+        except (urllib.error.URLError, OSError) as e:
+            raise ServerDied(
+                f"{self.name}: no response to {method} {path}: {e}; "
+                f"server {'alive' if self.alive() else 'dead'}\n{self.log_tail()}"
+            ) from e
+
+    def post_json(self, path, obj, timeout=120):
+        status, body = self.request(
+            "POST",
+            path,
+            json.dumps(obj).encode(),
+            {"Content-Type": "application/json"},
+            timeout,
+        )
+        try:
+            return status, json.loads(body)
+        except ValueError:
+            return status, {"raw": body.decode("utf-8", "replace")}
+
+    def healthy(self, timeout=30):
+        try:
+            req = urllib.request.Request(self.url + "/health")
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False

@@ -1,0 +1,480 @@
+"""Tiny MiMo checkpoints for the engine tests, written offline.
+
+``write_checkpoint(out, kind)`` writes a complete checkpoint directory that the pinned
+SGLang server loads with its real weight loader (``--load-format auto``):
+
+- ``omni``: MiMo-V2.5 (``MiMoV2ForCausalLM``): MoE text model with the hybrid
+  sliding-window layer pattern, fused ``qkv_proj`` (``attention_projection_layout:
+  fused_qkv``, interleaved per key-value head as the released checkpoints are), the
+  vision tower, the audio input stack, and ``audio_tokenizer/`` (its own config and
+  safetensors with the released tokenizer's parameter names: ``q_proj``/``k_proj``/
+  ``v_proj``/``out_proj``).
+- ``flash``: MiMo-V2-Flash (``MiMoV2FlashForCausalLM``), text only, split q/k/v.
+
+The configs are miniatures of the released ones: the same keys with the same encodings,
+small sizes. Differences that matter, and why:
+- attention-sink biases are off (``add_*_attention_sink_bias: false``): SGLang's CPU
+  attention backend (``torch_native``) has no sinks;
+- a small byte-level BPE tokenizer with MiMo's special tokens and a small chat template,
+  built here (nothing is downloaded).
+
+Weights are random (seeded, so a checkpoint is the same every time it is written).
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<|video_start|>",
+    "<|video_end|>",
+    "<|mimo_audio_start|>",
+    "<|audio_pad|>",
+    "<|mimo_audio_end|>",
+    "<|sosp|>",
+    "<|empty|>",
+    "<|eosp|>",
+]
+CORPUS = [
+    "Transcribe the audio. The quick brown fox jumps over the lazy dog.",
+    "hello world 00:00 00:01 00:02 00:03 12:34 audio video image text",
+    "MiMo speech recognition in one request, then the transcript.",
+    "system user assistant You are a helpful assistant. What is the capital of France?",
+]
+# The released chat template's shape, reduced to what the tests send.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}"
+    "{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'text' %}{{ c['text'] }}"
+    "{% elif c['type'] in ['audio', 'audio_url', 'input_audio'] %}"
+    "<|mimo_audio_start|><|audio_pad|><|mimo_audio_end|>"
+    "{% elif c['type'] in ['image', 'image_url'] %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif c['type'] in ['video', 'video_url'] %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+CONFIGURATION_PY = '''from transformers import PretrainedConfig
+
+
+class MiMoV2Config(PretrainedConfig):
+    model_type = "mimo_v2"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+'''
+PROCESSING_PY = '''from transformers.processing_utils import ProcessorMixin
+
+
+class MiMoV2Processor(ProcessorMixin):
+    attributes = ["tokenizer"]
+    tokenizer_class = "AutoTokenizer"
+
+    def __init__(self, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(tokenizer, chat_template=chat_template)
+'''
+
+HIDDEN = 64
+VOCAB = 512
+AUDIO_TOKENIZER = {
+    "d_model": 32,
+    "encoder_layers": 2,
+    "encoder_attention_heads": 2,
+    "encoder_ffn_dim": 64,
+    "n_mels": 128,
+    "kernel_size": 3,
+    "stride_size": 2,
+    "avg_pooler": 2,
+    "hop_length": 240,
+    "window_size": 960,
+    "nfft": 960,
+    "sampling_rate": 24000,
+    "num_quantizers": 8,
+    "codebook_size": [64] * 8,
+    "encoder_causal": True,
+    "encoder_attn_window_size": [16, 0],
+    "hybrid_attention": True,
+    "swa_per_block": 2,
+    "max_audio_seconds": 120,
+    "decoder_layers": 1,
+    "vocoder_num_layers": 1,
+    "position_embedding_type": "rope",
+    "ln_type": "LayerNorm",
+    "activation_function": "gelu",
+}
+
+
+def build_tokenizer(out_dir):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=SPECIAL_TOKENS[1:],
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(out_dir)
+    return {t: fast.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+
+
+def text_config(kind, ids):
+    cfg = {
+        "architectures": [
+            "MiMoV2ForCausalLM" if kind == "omni" else "MiMoV2FlashForCausalLM"
+        ],
+        "model_type": "mimo_v2",
+        "auto_map": {"AutoConfig": "configuration_mimo_v2.MiMoV2Config"},
+        "vocab_size": VOCAB,
+        "hidden_size": HIDDEN,
+        "intermediate_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "v_head_dim": 8,
+        "swa_num_attention_heads": 4,
+        "swa_num_key_value_heads": 2,
+        "swa_head_dim": 16,
+        "swa_v_head_dim": 8,
+        "sliding_window": 8,
+        "sliding_window_size": 8,
+        "hybrid_layer_pattern": [0, 1, 1, 0],
+        "moe_layer_freq": [0, 1, 1, 1],
+        "add_swa_attention_sink_bias": False,
+        "add_full_attention_sink_bias": False,
+        "attention_value_scale": 0.707,
+        "n_routed_experts": 8,
+        "num_experts_per_tok": 2,
+        "moe_intermediate_size": 32,
+        "n_shared_experts": None,
+        "topk_method": "noaux_tc",
+        "scoring_func": "sigmoid",
+        "n_group": 1,
+        "topk_group": 1,
+        "norm_topk_prob": True,
+        "routed_scaling_factor": None,
+        "hidden_act": "silu",
+        "layernorm_epsilon": 1e-5,
+        "rms_norm_eps": 1e-5,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "max_position_embeddings": 4096,
+        "rope_theta": 5000000,
+        "swa_rope_theta": 10000,
+        "partial_rotary_factor": 0.5,
+        "tie_word_embeddings": False,
+        "encoder_only": False,
+        "use_cache": True,
+        "initializer_range": 0.02,
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+        "torch_dtype": "bfloat16",
+    }
+    if kind == "omni":
+        cfg["attention_projection_layout"] = "fused_qkv"
+    return cfg
+
+
+def multimodal_config(ids):
+    return {
+        "vision_config": {
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "num_key_value_heads": 2,
+            "qk_channels": 16,
+            "kv_channels": 16,
+            "in_channels": 3,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "tokens_per_second": 2,
+            "window_size": 112,
+            "out_hidden_size": HIDDEN,
+            "fullatt_block_indexes": [1],
+            "hidden_act": "silu",
+            "vit_window_attn_types": [-1, -1],
+            "visual_token_window_size": -1,
+            "use_sink": False,
+        },
+        "audio_config": {
+            "speech_vocab_size": "65-65-65-65-65-65-65-65",
+            "speech_zeroemb_idx": "64-64-64-64-64-64-64-64",
+            "group_size": 4,
+            "audio_channels": 8,
+            "input_local_layers": 1,
+            "input_local_dim": 32,
+            "input_full_attention": True,
+            "input_local_attn_heads": 2,
+            "input_local_head_dim": 16,
+            "input_local_intermediate_size": 64,
+            "out_hidden_size": HIDDEN,
+            "rope_theta": 640000.0,
+            "partial_rotary_factor": 1.0,
+            "projection_layers": 1,
+            "add_post_norm": False,
+            "audio_segment_size": 6000,
+        },
+        "processor_config": {
+            "audio_sampling_rate": 24000,
+            "use_video_timestamps": True,
+            "vision_start_token_id": ids["<|vision_start|>"],
+            "vision_end_token_id": ids["<|vision_end|>"],
+            "image_token_id": ids["<|image_pad|>"],
+            "video_token_id": ids["<|video_pad|>"],
+            "audio_token_id": ids["<|audio_pad|>"],
+            "audio_start_token_id": ids["<|mimo_audio_start|>"],
+            "audio_end_token_id": ids["<|mimo_audio_end|>"],
+            "video_start_token_id": ids["<|video_start|>"],
+            "video_end_token_id": ids["<|video_end|>"],
+        },
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "audio_token_id": ids["<|audio_pad|>"],
+    }
+
+
+def fingerprint():
+    """Changes whenever this file changes: the cache key of written checkpoints."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+
+
+def write_checkpoint(out, kind):
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = build_tokenizer(out)
+    (out / "configuration_mimo_v2.py").write_text(CONFIGURATION_PY)
+    cfg = text_config(kind, ids)
+    if kind == "omni":
+        cfg.update(multimodal_config(ids))
+        cfg["auto_map"]["AutoProcessor"] = "processing_mimo_v2.MiMoV2Processor"
+        (out / "processing_mimo_v2.py").write_text(PROCESSING_PY)
+        (out / "processor_config.json").write_text(
+            json.dumps(
+                {
+                    "processor_class": "MiMoV2Processor",
+                    "auto_map": {
+                        "AutoProcessor": "processing_mimo_v2.MiMoV2Processor"
+                    },
+                },
+                indent=1,
+            )
+        )
+    (out / "config.json").write_text(json.dumps(cfg, indent=1))
+    write_weights(out, cfg)
+    if kind == "omni":
+        write_audio_tokenizer(out / "audio_tokenizer")
+    return out
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def _attention_shapes(cfg, layer):
+    swa = cfg["hybrid_layer_pattern"][layer] == 1
+    p = "swa_" if swa else ""
+    nh = cfg[f"{p}num_attention_heads"]
+    nkv = cfg[f"{p}num_key_value_heads"]
+    hd = cfg[f"{p}head_dim"]
+    vhd = cfg[f"{p}v_head_dim"]
+    return nh, nkv, hd, vhd
+
+
+def text_weights(cfg, gen):
+    import torch
+
+    H, V = cfg["hidden_size"], cfg["vocab_size"]
+
+    def w(*shape, scale=0.05):
+        return (torch.randn(*shape, generator=gen) * scale).to(torch.bfloat16)
+
+    def ones(n):
+        return torch.ones(n, dtype=torch.bfloat16)
+
+    sd = {"model.embed_tokens.weight": w(V, H, scale=0.5)}
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        nh, nkv, hd, vhd = _attention_shapes(cfg, i)
+        q, k, v = w(nh * hd, H), w(nkv * hd, H), w(nkv * vhd, H)
+        if cfg.get("attention_projection_layout") == "fused_qkv":
+            # One [q_r; k_r; v_r] block per key-value head r: the checkpoint is
+            # TP=num_key_value_heads interleaved (configs/model_config.py
+            # get_mimo_v2_fused_qkv_expected_tp_size).
+            n = cfg["num_key_value_heads"]
+            sd[p + "self_attn.qkv_proj.weight"] = torch.cat(
+                [
+                    torch.cat([qs, ks, vs])
+                    for qs, ks, vs in zip(q.chunk(n), k.chunk(n), v.chunk(n))
+                ]
+            )
+        else:
+            sd[p + "self_attn.q_proj.weight"] = q
+            sd[p + "self_attn.k_proj.weight"] = k
+            sd[p + "self_attn.v_proj.weight"] = v
+        sd[p + "self_attn.o_proj.weight"] = w(H, nh * vhd)
+        sd[p + "input_layernorm.weight"] = ones(H)
+        sd[p + "post_attention_layernorm.weight"] = ones(H)
+        if cfg["moe_layer_freq"][i]:
+            E, I = cfg["n_routed_experts"], cfg["moe_intermediate_size"]
+            sd[p + "mlp.gate.weight"] = w(E, H, scale=0.2)
+            sd[p + "mlp.gate.e_score_correction_bias"] = torch.zeros(
+                E, dtype=torch.float32
+            )
+            for e in range(E):
+                sd[p + f"mlp.experts.{e}.gate_proj.weight"] = w(I, H)
+                sd[p + f"mlp.experts.{e}.up_proj.weight"] = w(I, H)
+                sd[p + f"mlp.experts.{e}.down_proj.weight"] = w(H, I)
+        else:
+            I = cfg["intermediate_size"]
+            sd[p + "mlp.gate_proj.weight"] = w(I, H)
+            sd[p + "mlp.up_proj.weight"] = w(I, H)
+            sd[p + "mlp.down_proj.weight"] = w(H, I)
+    sd["model.norm.weight"] = ones(H)
+    sd["lm_head.weight"] = w(V, H, scale=0.5)
+    return sd
+
+
+def multimodal_weights(cfg, gen):
+    """The vision tower (``visual.*``, attention as one ``qkv``) and the audio input
+    stack (``speech_embeddings.*``, ``audio_input_local_transformer.*``,
+    ``audio_projection``), under the names the MiMo-V2.5 checkpoint uses and
+    MiMoV2ForCausalLM.load_weights maps."""
+    import torch
+
+    def w(*shape, scale=0.05):
+        return (torch.randn(*shape, generator=gen) * scale).to(torch.bfloat16)
+
+    def ones(n):
+        return torch.ones(n, dtype=torch.bfloat16)
+
+    vc, ac = cfg["vision_config"], cfg["audio_config"]
+    D, I = vc["hidden_size"], vc["intermediate_size"]
+    qkv = (vc["num_heads"] + 2 * vc["num_key_value_heads"]) * vc["qk_channels"]
+    t, p, c = vc["temporal_patch_size"], vc["patch_size"], vc["in_channels"]
+    sd = {"visual.patch_embed.proj.weight": w(D, c, t, p, p)}
+    for i in range(vc["depth"]):
+        b = f"visual.blocks.{i}."
+        sd[b + "norm1.weight"] = ones(D)
+        sd[b + "norm2.weight"] = ones(D)
+        sd[b + "attn.qkv.weight"] = w(qkv, D)
+        sd[b + "attn.qkv.bias"] = w(qkv)
+        sd[b + "attn.proj.weight"] = w(D, vc["num_heads"] * vc["kv_channels"])
+        sd[b + "attn.proj.bias"] = w(D)
+        for name, shape in (("gate_proj", (I, D)), ("up_proj", (I, D))):
+            sd[b + f"mlp.{name}.weight"] = w(*shape)
+            sd[b + f"mlp.{name}.bias"] = w(shape[0])
+        sd[b + "mlp.down_proj.weight"] = w(D, I)
+        sd[b + "mlp.down_proj.bias"] = w(D)
+    merged = D * vc["spatial_merge_size"] ** 2
+    sd["visual.merger.ln_q.weight"] = ones(D)
+    sd["visual.merger.mlp.0.weight"] = w(merged, merged)
+    sd["visual.merger.mlp.0.bias"] = w(merged)
+    sd["visual.merger.mlp.2.weight"] = w(vc["out_hidden_size"], merged)
+    sd["visual.merger.mlp.2.bias"] = w(vc["out_hidden_size"])
+
+    L, LI = ac["input_local_dim"], ac["input_local_intermediate_size"]
+    vocab = [int(x) for x in ac["speech_vocab_size"].split("-")]
+    for i, n in enumerate(vocab):
+        sd[f"speech_embeddings.{i}.weight"] = w(n, L, scale=0.5)
+    heads = ac["input_local_attn_heads"] * ac["input_local_head_dim"]
+    for i in range(ac["input_local_layers"]):
+        b = f"audio_input_local_transformer.layers.{i}."
+        for name in ("q_proj", "k_proj", "v_proj"):
+            sd[b + f"self_attn.{name}.weight"] = w(heads, L)
+            sd[b + f"self_attn.{name}.bias"] = w(heads)
+        sd[b + "self_attn.o_proj.weight"] = w(L, heads)
+        sd[b + "mlp.gate_proj.weight"] = w(LI, L)
+        sd[b + "mlp.up_proj.weight"] = w(LI, L)
+        sd[b + "mlp.down_proj.weight"] = w(L, LI)
+        sd[b + "input_layernorm.weight"] = ones(L)
+        sd[b + "post_attention_layernorm.weight"] = ones(L)
+    sd["audio_projection.weight"] = w(
+        cfg["hidden_size"], L * ac["group_size"], scale=0.2
+    )
+    return sd
+
+
+def write_weights(out, cfg):
+    """model.safetensors (one shard, as SGLang's loader reads any *.safetensors)."""
+    import torch
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(0)
+    sd = text_weights(cfg, gen)
+    if "vision_config" in cfg:
+        sd.update(multimodal_weights(cfg, gen))
+    save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
+
+
+def write_audio_tokenizer(out):
+    """``audio_tokenizer/``: config.json and model.safetensors under the released
+    tokenizer's parameter names (attention as q_proj/k_proj/v_proj/out_proj, which
+    models/mimo_audio.py _remap_audio_tokenizer_state_dict fuses on load)."""
+    import torch
+    from safetensors.torch import save_file
+
+    import sglang.srt.models.mimo_audio as mimo_audio
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(AUDIO_TOKENIZER, indent=1))
+
+    class NamesOnly(torch.nn.Module):
+        # Takes VisionAttention's place while the module tree is built, for names and
+        # shapes only: the released checkpoint stores separate q/k/v/out projections.
+        def __init__(self, embed_dim, projection_size, **kwargs):
+            super().__init__()
+            self.q_proj = torch.nn.Linear(embed_dim, projection_size)
+            self.k_proj = torch.nn.Linear(embed_dim, projection_size, bias=False)
+            self.v_proj = torch.nn.Linear(embed_dim, projection_size)
+            self.out_proj = torch.nn.Linear(projection_size, embed_dim)
+
+    saved = mimo_audio.VisionAttention
+    mimo_audio.VisionAttention = NamesOnly
+    try:
+        model = mimo_audio.MiMoAudioTokenizer(
+            mimo_audio.MiMoAudioTokenizerConfig(**AUDIO_TOKENIZER)
+        )
+    finally:
+        mimo_audio.VisionAttention = saved
+    gen = torch.Generator().manual_seed(1)
+    sd = {}
+    for name, t in model.state_dict().items():
+        name = name.replace(".self_attn.attn.", ".self_attn.")
+        if t.is_floating_point():
+            scale = 1.0 if "codebook" in name or "embed" in name else 0.1
+            if name.endswith("norm.weight") or name.endswith("layer_norm.weight"):
+                t = torch.ones_like(t)
+            else:
+                t = torch.randn(t.shape, generator=gen) * scale
+        sd[name] = t.contiguous()
+    save_file(sd, str(out / "model.safetensors"))
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_checkpoint(sys.argv[1], sys.argv[2])
