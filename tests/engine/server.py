@@ -136,14 +136,14 @@ class Server:
             "server": self.name,
             "ready_s": None if self.ready_s is None else round(self.ready_s, 1),
             "lifetime_s": round(time.monotonic() - self._t0, 1),
-            "peak_rss_gib": round(self.peak_rss / 2**30, 2),
+            "peak_pss_gib": round(self.peak_rss / 2**30, 2),
             "died": not self.alive(),
         }
         with open(self.log_path.parent / "servers.jsonl", "a") as f:
             f.write(json.dumps(stats) + "\n")
         progress(
             f"{self.name}: stopping after {stats['lifetime_s']:.0f} s, "
-            f"peak RSS {stats['peak_rss_gib']} GiB"
+            f"peak memory (PSS) {stats['peak_pss_gib']} GiB"
         )
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -173,7 +173,9 @@ class Server:
         return "\n".join(keep[-lines:])
 
     def rss_bytes(self):
-        """Summed RSS of the server's process group (Linux /proc)."""
+        """Memory of the server's process group: the sum of its processes' PSS
+        (proportional set size: shared pages split between the processes sharing
+        them, so torch's libraries are not counted once per process)."""
         if not self.alive():
             return 0
         total = 0
@@ -183,8 +185,11 @@ class Server:
             try:
                 if os.getpgid(int(pid)) != self.proc.pid:
                     continue
-                with open(f"/proc/{pid}/statm") as f:
-                    total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                with open(f"/proc/{pid}/smaps_rollup") as f:
+                    for line in f:
+                        if line.startswith("Pss:"):
+                            total += int(line.split()[1]) * 1024
+                            break
             except (OSError, ProcessLookupError, ValueError):
                 continue
         return total
