@@ -2,8 +2,8 @@
 
 The series changes nothing on this path; the test holds that it keeps working (unmarked:
 it must pass on both trees). MTP (multi-layer EAGLE) is not started here: SGLang's
-speculative-decoding path on the CPU calls sgl-kernel CPU ops (see the closing note of
-the engine tier in tests/engine/README.md).
+speculative-decoding path on the CPU calls sgl-kernel CPU ops no wheel ships
+(tests/engine/README.md names them).
 """
 
 
