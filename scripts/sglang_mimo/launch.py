@@ -157,7 +157,7 @@ def _run(args, environ):
         return 0
     (launch,) = launches
     if args.dry_run:
-        _print_launches([launch], args.json, args.python)
+        _print_launches([launch], args.json, args.python, {recipe["name"]: recipe})
         return 0
     return _exec(launch, args.python, environ)
 
@@ -188,13 +188,14 @@ def _site_for_rank(recipe, args, environ, rank, ranks):
 
 def _dry_run_all(args):
     """Every recipe and node rank with placeholder site values (RFC 5737 addresses)."""
-    out, problems = [], []
+    out, problems, loaded = [], [], {}
     for name in R.known_recipes(args.recipes_dir):
         try:
             recipe = _load(name, args)
         except _RecipeInvalid as e:
             problems.append(str(e))
             continue
+        loaded[name] = recipe
         for rank in range(recipe["hardware"]["nodes"]):
             out.append(
                 R.render_rank(
@@ -206,11 +207,11 @@ def _dry_run_all(args):
             )
     if problems:
         raise _RecipeInvalid("\n".join(problems))
-    _print_launches(out, args.json, args.python)
+    _print_launches(out, args.json, args.python, loaded)
     return 0
 
 
-def _print_launches(launches, as_json, python):
+def _print_launches(launches, as_json, python, recipes):
     if as_json:
         json.dump([x.as_json() for x in launches], sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -221,6 +222,75 @@ def _print_launches(launches, as_json, python):
         breaks = {len(argv)}
         argv += [python, "-m", "sglang.launch_server", *x.argv]
         print(R.shell_line(argv, breaks))
+        print(_reasons_block(recipes[x.recipe], x))
+    print(_memory_table(recipes.values(), launches))
+
+
+def _reasons_block(recipe, launch):
+    """Each flag with a reason, its rendered value and the reason beside it."""
+    reasons = recipe.get("reasons", {})
+    rows = []
+    for i, tok in enumerate(launch.argv):
+        if tok in reasons:
+            nxt = launch.argv[i + 1] if i + 1 < len(launch.argv) else ""
+            value = "" if nxt.startswith("--") else nxt
+            rows.append((f"{tok} {value}".strip(), reasons[tok]))
+    if not rows:
+        return "# (no flag departs from SGLang's defaults)"
+    width = min(max(len(f) for f, _ in rows), 40)
+    lines = ["# why each flag departs from SGLang's default:"]
+    lines += [f"#   {f:<{width}}  {why}" for f, why in rows]
+    return "\n".join(lines)
+
+
+def _memory_table(recipes, launches):
+    """Memory per GPU of each recipe shown, computed from the model's config.json."""
+    from sglang_mimo import sizing
+
+    shown = {x.recipe for x in launches}
+    rows = []
+    for r in recipes:
+        if r["name"] not in shown:
+            continue
+        model_dir = _model_dir_for_sizing(r, launches)
+        s = sizing.size_recipe(r, R.server_arg_items(r), model_dir)
+        hw = r["hardware"]
+        rows.append([
+            r["name"], f"{hw['nodes']}x{hw['gpus_per_node']} {hw['gpu']}",
+            f"{hw['gpu_memory_gib']}", f"{s.budget_gib:.1f}", f"{s.weights_gib:.1f}",
+            f"{s.kv_pool_gib:.1f}", f"{s.kv_bytes_per_token}",
+            f"{s.requests_per_dp_rank} x {s.context_length}", f"{s.kv_needed_gib:.1f}",
+            "yes" if s.fits else "NO", _shown_path(model_dir / "config.json"),
+        ])  # fmt: skip
+    head = ["recipe", "GPUs", "GiB/GPU", "static GiB", "weights GiB", "KV pool GiB",
+            "KV B/token", "reqs/DP x ctx", "KV needed GiB", "fits", "config"]  # fmt: skip
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
+    out = ["# memory per GPU (sglang_mimo.sizing, from the model's config.json):"]
+    for row in [head, *rows]:
+        out.append("# " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(out)
+
+
+def _shown_path(path):
+    try:
+        return str(path.relative_to(R.paths.REPO))
+    except ValueError:
+        return str(path)
+
+
+def _model_dir_for_sizing(recipe, launches):
+    """The checkpoint's own config.json when --model-path is a local checkpoint,
+    else the released config shipped in recipes/configs."""
+    from pathlib import Path
+
+    from sglang_mimo import sizing
+
+    for x in launches:
+        if x.recipe == recipe["name"]:
+            path = R._argv_value(x.argv, "--model-path")
+            if path and (Path(path) / "config.json").is_file():
+                return Path(path)
+    return sizing.config_dir(recipe["model"]["id"])
 
 
 def _exec(launch, python, environ):

@@ -38,13 +38,17 @@ SPEC_FLAGS = (
     "--speculative-num-draft-tokens",
     "--enable-multi-layer-eagle",
 )
-SPEC_ENV = {"SGLANG_ENABLE_SPEC_V2": "1"}
-# Attention data parallelism, which hangs audio requests on v0.5.23 (sglang#37059).
+# Attention data parallelism: on v0.5.23 an audio request hangs the server under it
+# (sglang#37059) unless the series carries the backport of sglang#37060.
 ATTN_DP_FLAGS = ("--attn-dp-size", "--attention-data-parallel-size")
 AUDIO_MODALITIES = {"audio", "transcription"}
+AUDIO_UNDER_ATTN_DP_PATCH = "0007-mimo-audio-reduce-over-attn-tp-group.patch"
 
+# The head's torch.distributed port: the same number in the launcher, its docs, the
+# image docs and the Kubernetes render (overridable per run with --head-addr HOST:PORT).
+HEAD_PORT = 20000
 # Values used by ``--dry-run`` without a recipe: RFC 5737 documentation addresses.
-PLACEHOLDER_HEAD_PORT = 29500
+PLACEHOLDER_HEAD_PORT = HEAD_PORT
 
 
 def placeholder_rank_addr(rank):
@@ -216,15 +220,28 @@ def semantic_errors(recipe, name=None, allowlist=None):
     if not recipe["model"]["mtp"] and "speculative" in recipe:
         errs.append("speculative: the model has no MTP layers; drop the block")
 
-    # Attention DP and audio (sgl-project/sglang#37059).
+    # Attention DP and audio (sgl-project/sglang#37059, fixed by #37060 = patch 0007).
     audio = AUDIO_MODALITIES & set(recipe["model"]["modalities"])
     attn_dp = _flag_value(recipe, *ATTN_DP_FLAGS)
     if audio and attn_dp is not None and int(attn_dp) > 1:
-        errs.append(
-            f"server_args: --attn-dp-size {attn_dp} with {'/'.join(sorted(audio))} "
-            "served: audio requests hang under attention DP on v0.5.23 "
-            "(sgl-project/sglang#37059)"
-        )
+        if AUDIO_UNDER_ATTN_DP_PATCH not in series_names():
+            errs.append(
+                f"server_args: --attn-dp-size {attn_dp} with {'/'.join(sorted(audio))} "
+                "served: audio requests hang under attention DP on v0.5.23 "
+                f"(sgl-project/sglang#37059) unless patches/series carries "
+                f"{AUDIO_UNDER_ATTN_DP_PATCH}"
+            )
+        if "--mm-enable-dp-encoder" not in flags:
+            errs.append(
+                f"server_args: --attn-dp-size {attn_dp} with a multimodal model needs "
+                "--mm-enable-dp-encoder (the vision encoder refuses attention TP "
+                "narrower than TP otherwise)"
+            )
+
+    # Reasons: every flag with a reason is one the recipe renders.
+    rendered = set(flags) | (set(SPEC_FLAGS) if recipe.get("speculative") else set())
+    for flag in sorted(set(recipe.get("reasons", {})) - rendered):
+        errs.append(f"reasons: {flag} is not a flag of this recipe")
 
     # Parallel layout against the hardware.
     hw = recipe["hardware"]
@@ -240,23 +257,22 @@ def semantic_errors(recipe, name=None, allowlist=None):
     if attn_dp is not None and tp % int(attn_dp):
         errs.append(f"server_args: --attn-dp-size {attn_dp} must divide --tp-size {tp}")
 
-    # Weights against memory.
-    model = recipe["model"]
-    frac = _flag_value(recipe, "--mem-fraction-static")
-    if "total_params_b" in model and frac is not None:
-        per_gpu_gib = (
-            model["total_params_b"]
-            * 1e9
-            * model["weight_bytes_per_param"]
-            / gpus
-            / 2**30
-        )
-        budget = float(frac) * hw["gpu_memory_gib"]
-        if per_gpu_gib >= budget:
-            errs.append(
-                f"hardware: about {per_gpu_gib:.0f} GiB of weights per GPU do not fit "
-                f"--mem-fraction-static {frac} x {hw['gpu_memory_gib']} GiB = {budget:.0f} GiB"
+    # Memory per GPU, from the model's released config (sizing.py).
+    for flag in ("--mem-fraction-static", "--max-running-requests", "--context-length"):
+        if _flag_value(recipe, flag) is None:
+            errs.append(f"server_args: needs {flag} (the memory check sizes against it)")
+    if not errs and tp * pp * dp == gpus:
+        from sglang_mimo import sizing
+
+        try:
+            fit = sizing.size_recipe(
+                recipe, items, sizing.config_dir(recipe["model"]["id"])
             )
+        except (FileNotFoundError, ValueError) as e:
+            errs.append(f"memory: {e}")
+        else:
+            if sizing.problem(recipe, fit):
+                errs.append(sizing.problem(recipe, fit))
 
     # Placeholders and per-site values.
     used = used_placeholders(recipe)
@@ -280,9 +296,14 @@ def semantic_errors(recipe, name=None, allowlist=None):
                     f"env.{section}: {key} is not in recipes/env-allowlist.yaml "
                     "(variables SGLang, PyTorch or NCCL read)"
                 )
-            if key in SPEC_ENV:
-                errs.append(f"env.{section}: {key} comes from the speculative block")
     return errs
+
+
+def series_names():
+    """Patch file names of patches/series (the one series parser)."""
+    from sglang_mimo.series import read_series
+
+    return read_series()
 
 
 def validate(data, name=None):
@@ -324,7 +345,7 @@ def check_head_addr(value, what="--head-addr"):
     m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):([0-9]{1,5})", value.strip())
     if not m:
         raise RecipeError(
-            f"{what}: {value!r} is not HOST:PORT (e.g. 192.168.100.10:29500)"
+            f"{what}: {value!r} is not HOST:PORT (e.g. 192.168.100.10:{HEAD_PORT})"
         )
     host, port = m.group(1), int(m.group(2))
     check_host(host, what)
@@ -425,8 +446,6 @@ def spec_args(recipe):
 
 def render_env(recipe, values):
     env = {k: substitute(v, values) for k, v in recipe["env"]["common"].items()}
-    if recipe.get("speculative"):
-        env.update(SPEC_ENV)
     env.update({k: substitute(v, values) for k, v in recipe["env"]["per_rank"].items()})
     return env
 

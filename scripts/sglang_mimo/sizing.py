@@ -30,6 +30,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from sglang_mimo import paths
+
+CONFIGS = paths.RECIPES / "configs"
 GIB = 2**30
 SWA_FULL_TOKENS_RATIO_DEFAULT = 0.8  # ServerArgs.swa_full_tokens_ratio fallback, v0.5.23
 
@@ -76,6 +79,14 @@ class Sizing:
             "max_tokens": self.max_tokens,
             "fits": self.fits,
         }
+
+
+def config_dir(model_id):
+    """The directory holding the released config.json of a hub id (recipes/configs)."""
+    d = CONFIGS / model_id.split("/")[-1]
+    if not (d / "config.json").is_file():
+        raise FileNotFoundError(f"no released config for {model_id} in {CONFIGS}")
+    return d
 
 
 def load_config(model_dir):

@@ -38,9 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
-from sglang_mimo import paths
-
-CONFIGS = paths.RECIPES / "configs"
+from sglang_mimo.sizing import config_dir
 
 # Compute capability of each image target's GPU (docker/docker-bake.hcl targets).
 TARGET_CAPABILITY = {"sm90": (9, 0), "sm121a": (12, 1)}
@@ -54,14 +52,6 @@ RESOLVED_FIELDS = (
     "speculative_algorithm", "enable_multi_layer_eagle", "swa_full_tokens_ratio",
     "enable_dp_lm_head", "mm_enable_dp_encoder",
 )  # fmt: skip
-
-
-def config_dir(model_id):
-    """The directory holding the released config.json of a hub id (recipes/configs)."""
-    d = CONFIGS / model_id.split("/")[-1]
-    if not (d / "config.json").is_file():
-        raise FileNotFoundError(f"no released config for {model_id} in {CONFIGS}")
-    return d
 
 
 @dataclass
@@ -192,10 +182,8 @@ def check_argv(argv, gpu, recipe_name="", node_rank=0):
             args.resolve_once()
             args.check_server_args()
             resolve_auto_parsers(args)
-            from sglang.srt.arg_groups.overrides import resolving_view
-
-            view = resolving_view(args)
-            verdict.resolved = {f: getattr(view, f, None) for f in RESOLVED_FIELDS}
+            resolved = args.resolved_dict()
+            verdict.resolved = {f: resolved.get(f) for f in RESOLVED_FIELDS}
         verdict.ok = True
     except SystemExit as e:  # argparse
         verdict.message = f"{_first_error_line(captured.getvalue())} (exit {e.code})"
