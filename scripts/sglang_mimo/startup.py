@@ -205,3 +205,29 @@ def check_rank(recipe, launch, model_dir=None):
         recipe["name"],
         launch.node_rank,
     )
+
+
+# Flags the launcher owns or the site gives: no reason asked of the recipe.
+NO_REASON_NEEDED = ("--model-path", "--nnodes", "--node-rank", "--dist-init-addr")
+
+
+def departures(argv):
+    """Flags of ``argv`` whose value, as SGLang's own parser reads it, differs from
+    SGLang's default for that flag (in argv order)."""
+    import argparse
+
+    from sglang.srt.server_args import ServerArgs
+
+    parser = argparse.ArgumentParser()
+    ServerArgs.add_cli_args(parser)
+    parsed = parser.parse_args([str(a) for a in argv])
+    actions = parser._option_string_actions
+    out = []
+    for tok in argv:
+        tok = str(tok)
+        if not tok.startswith("--") or tok in NO_REASON_NEEDED:
+            continue
+        action = actions[tok.split("=", 1)[0]]
+        if getattr(parsed, action.dest) != action.default:
+            out.append(tok)
+    return out
