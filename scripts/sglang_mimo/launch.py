@@ -71,6 +71,12 @@ def add_parser(subparsers):
     p.add_argument(
         "--python", default="python3", help="interpreter to exec (default python3)"
     )
+    p.add_argument(
+        "--rdma-resource",
+        default=R.RDMA_RESOURCE,
+        help="k8s: device-plugin resource of the RDMA devices "
+        f"(default {R.RDMA_RESOURCE})",
+    )
     p.add_argument("--recipes-dir", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
     return p
@@ -124,7 +130,16 @@ def _run(args, environ):
     if args.render == "k8s":
         need = R.used_placeholders(recipe) - {"rank_addr"}
         values = R.resolve_site(recipe, _given(args), environ, need)
-        manifest = R.lws_manifest(recipe, values, args.image or R.image_name(recipe))
+        addr = args.rank_addr or environ.get(R.SITE_INPUTS["rank_addr"][1])
+        rank_addrs = [a.strip() for a in addr.split(",")] if addr else None
+        manifest = R.lws_manifest(
+            recipe,
+            values,
+            args.image or R.image_name(recipe),
+            head_addr=args.head_addr or environ.get(R.HEAD_ADDR_INPUT[1]),
+            rank_addrs=rank_addrs,
+            rdma_resource=args.rdma_resource,
+        )
         sys.stdout.write(R._yaml().safe_dump(manifest, sort_keys=False, width=100))
         return 0
 
@@ -156,9 +171,15 @@ def _run(args, environ):
             print(R.shell_line(argv, breaks={argv.index(image)}))
         return 0
     (launch,) = launches
+    model = R._argv_value(launch.argv, "--model-path")
     if args.dry_run:
+        if model and R.is_local_path(model) and not os.path.isdir(model):
+            print(f"launch: warning: --model-path {model}: no such directory here",
+                  file=sys.stderr)  # fmt: skip
         _print_launches([launch], args.json, args.python, {recipe["name"]: recipe})
         return 0
+    if model:
+        R.check_model_path_here(model)
     return _exec(launch, args.python, environ)
 
 

@@ -354,6 +354,38 @@ def check_head_addr(value, what="--head-addr"):
     return value.strip()
 
 
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+def is_local_path(value):
+    """A --model-path that names a directory (absolute, ./x, ../x, ~/x, or one that
+    exists here), as opposed to a Hugging Face hub id (org/name)."""
+    v = value.strip()
+    return (
+        v.startswith(("/", "./", "../", "~"))
+        or v in (".", "..")
+        or not HUB_ID_RE.match(v)
+        or Path(v).exists()
+    )
+
+
+def normalize_model_path(value):
+    """Local paths become absolute (a relative one is relative to here); hub ids stay."""
+    if is_local_path(value):
+        return str(Path(value.strip()).expanduser().resolve())
+    return value.strip()
+
+
+def check_model_path_here(value):
+    """Before launching on this node: a local --model-path must be a directory here."""
+    if is_local_path(value) and not Path(value).is_dir():
+        raise RecipeError(
+            f"--model-path {value}: no such directory on this node (a local checkpoint "
+            "directory, or a hub id such as XiaomiMiMo/MiMo-V2.5)"
+        )
+    return value
+
+
 def check_site_value(key, value):
     flag = SITE_INPUTS[key][0]
     if key == "rank_addr":
@@ -364,6 +396,8 @@ def check_site_value(key, value):
         return value
     if not value.strip() or "\n" in value:
         raise RecipeError(f"{flag}: empty or multi-line value")
+    if key == "model_path":
+        return normalize_model_path(value)
     return value
 
 
@@ -515,17 +549,21 @@ def image_name(recipe, repository="sglang-mimo"):
 def docker_argv(recipe, launch, image):
     """``docker run`` argv for one rank (the container runs the server directly)."""
     img = recipe["image"]
+    # --rm: a stopped or crashed rank frees its name, so the same line runs again.
     argv = [
-        "docker", "run", "-d",
+        "docker", "run", "-d", "--rm",
         "--name", f"{recipe['name']}-rank{launch.node_rank}",
         "--gpus", "all", "--ipc=host", "--network", "host",
         "--shm-size", img.get("shm_size", "32g"),
     ]  # fmt: skip
+    if launch.node_rank >= 1:
+        # Only rank 0 serves HTTP; the image's HEALTHCHECK would mark the others unhealthy.
+        argv.append("--no-healthcheck")
     if img.get("rdma"):
         argv += ["--device", "/dev/infiniband", "--cap-add", "IPC_LOCK",
                  "--ulimit", "memlock=-1"]  # fmt: skip
     model = _argv_value(launch.argv, "--model-path")
-    if model and model.startswith("/"):
+    if model and is_local_path(model):
         argv += ["-v", f"{model}:{model}:ro"]
     else:
         argv += ["-v", HF_CACHE_MOUNT]
@@ -565,20 +603,60 @@ def shell_line(argv, breaks=()):
     return " \\\n    ".join(" ".join(line) for line in lines)
 
 
-def lws_manifest(recipe, values, image, head_port=PLACEHOLDER_HEAD_PORT):
+HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
+# Device-plugin resource for the RDMA devices (NVIDIA network operator's shared-device
+# plugin default name); --rdma-resource names another.
+RDMA_RESOURCE = "rdma/rdma_shared_device_a"
+
+
+def lws_manifest(
+    recipe,
+    values,
+    image,
+    head_addr=None,
+    rank_addrs=None,
+    rdma_resource=RDMA_RESOURCE,
+    hf_cache_host=HF_CACHE_IN_CONTAINER,
+):
     """A LeaderWorkerSet (leaderworkerset.x-k8s.io/v1) running one group of all ranks.
 
-    Ranks come from LWS: the leader's address ($(LWS_LEADER_ADDRESS)), the group size and
-    each pod's worker index; this pod's address (SGLANG_HOST_IP) is the pod IP.
+    Ranks come from LWS: the group size and each pod's worker index. Rank 0's address
+    is ``head_addr`` (HOST:PORT, as --head-addr) when given, else the leader pod's
+    ($(LWS_LEADER_ADDRESS)) on HEAD_PORT. Each pod's own address (SGLANG_HOST_IP) is
+    its entry of ``rank_addrs`` (one per worker index, as --rank-addr A0,A1,...) when
+    given, else the pod IP. RDMA recipes get the host's /dev/infiniband, IPC_LOCK
+    (which lifts the locked-memory limit NCCL needs for RDMA registration) and one RDMA
+    device of ``rdma_resource``. Hub ids get a Hugging Face cache volume.
     torch.distributed/NCCL as SGLang does it, no Ray.
     """
     n = recipe["hardware"]["nodes"]
+    rdma = recipe["image"].get("rdma", False)
+    if rank_addrs is not None and len(rank_addrs) != n:
+        raise RecipeError(
+            f"--rank-addr lists {len(rank_addrs)} addresses; recipe {recipe['name']} "
+            f"has {n} ranks"
+        )
     vals = dict(values, rank_addr="$(POD_IP)")
     env = render_env(recipe, vals)
     argv = render_argv(recipe, vals, 0, None, rank_flags=False)
     if n > 1:
+        head = check_head_addr(head_addr) if head_addr else (
+            f"$(LWS_LEADER_ADDRESS):{HEAD_PORT}"
+        )
         argv += ["--nnodes", "$(LWS_GROUP_SIZE)", "--node-rank", "$(LWS_WORKER_INDEX)",
-                 "--dist-init-addr", f"$(LWS_LEADER_ADDRESS):{head_port}"]  # fmt: skip
+                 "--dist-init-addr", head]  # fmt: skip
+    command = ["python3", "-m", "sglang.launch_server"]
+    if rank_addrs is not None:
+        for addr in rank_addrs:
+            check_host(addr, "--rank-addr")
+        # This pod's address on the fabric, picked by its worker index.
+        env.pop("SGLANG_HOST_IP", None)
+        pick = (
+            f"addrs=({' '.join(shlex.quote(a) for a in rank_addrs)}); "
+            'export SGLANG_HOST_IP="${addrs[$LWS_WORKER_INDEX]}"; '
+            'exec python3 -m sglang.launch_server "$@"'
+        )
+        command = ["bash", "-c", pick, "sglang"]
     env_list = [
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {
@@ -602,25 +680,39 @@ def lws_manifest(recipe, values, image, head_port=PLACEHOLDER_HEAD_PORT):
             },
         }
     ]
-    if model.startswith("/"):
+    if model and is_local_path(model):
         mounts.append({"name": "model", "mountPath": model, "readOnly": True})
         volumes.append(
             {"name": "model", "hostPath": {"path": model, "type": "Directory"}}
         )
+    else:
+        mounts.append({"name": "hf-cache", "mountPath": HF_CACHE_IN_CONTAINER})
+        volumes.append(
+            {
+                "name": "hf-cache",
+                "hostPath": {"path": hf_cache_host, "type": "DirectoryOrCreate"},
+            }
+        )
+    if rdma:
+        mounts.append({"name": "infiniband", "mountPath": "/dev/infiniband"})
+        volumes.append(
+            {"name": "infiniband", "hostPath": {"path": "/dev/infiniband"}}
+        )
+    limits = {"nvidia.com/gpu": recipe["hardware"]["gpus_per_node"]}
+    if rdma:
+        limits[rdma_resource] = 1
 
     def pod(role):
         container = {
             "name": f"sglang-{role}",
             "image": image,
-            "command": ["python3", "-m", "sglang.launch_server"],
+            "command": command,
             "args": argv,
             "env": env_list,
-            "resources": {
-                "limits": {"nvidia.com/gpu": recipe["hardware"]["gpus_per_node"]}
-            },
+            "resources": {"limits": limits},
             "volumeMounts": mounts,
         }
-        if recipe["image"].get("rdma"):
+        if rdma:
             container["securityContext"] = {"capabilities": {"add": ["IPC_LOCK"]}}
         if role == "leader":
             container["ports"] = [{"containerPort": port, "name": "http"}]
@@ -632,7 +724,7 @@ def lws_manifest(recipe, values, image, head_port=PLACEHOLDER_HEAD_PORT):
         # Own copies per template: no YAML anchors/aliases in the output.
         container = copy.deepcopy(container)
         spec = {"containers": [container], "volumes": copy.deepcopy(volumes)}
-        if recipe["image"].get("rdma"):
+        if rdma:
             # RoCE/IB interfaces are named as on the host (NCCL_SOCKET_IFNAME, NCCL_IB_HCA).
             spec["hostNetwork"] = True
             spec["dnsPolicy"] = "ClusterFirstWithHostNet"
