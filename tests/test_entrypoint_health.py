@@ -53,7 +53,10 @@ def healthcheck(env):
 
 
 def test_rank_0_probes_health(health_server):
-    assert healthcheck({"SGLANG_MIMO_HEALTH_URL": health_server + "/health"}).returncode == 0
+    assert (
+        healthcheck({"SGLANG_MIMO_HEALTH_URL": health_server + "/health"}).returncode
+        == 0
+    )
     down = healthcheck({"SGLANG_MIMO_HEALTH_URL": _closed_port_url(), "NODE_RANK": "0"})
     assert down.returncode == 1 and "unhealthy" in down.stderr
 
@@ -72,7 +75,9 @@ def test_rank_from_the_main_process_command_line():
         f"'healthcheck'], env={{'PATH': '/usr/bin:/bin', 'SGLANG_MIMO_HEALTH_URL': "
         f"'{_closed_port_url()}'}}))"
     )
-    probe = subprocess.run(["unshare", "-fp", "--mount-proc", "true"], capture_output=True)
+    probe = subprocess.run(
+        ["unshare", "-fp", "--mount-proc", "true"], capture_output=True
+    )
     if probe.returncode != 0:
         pytest.skip("cannot create a PID namespace here (needs root)")
     for rank, want in (("2", 0), ("0", 1)):

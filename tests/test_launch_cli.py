@@ -14,6 +14,7 @@ import sys
 import pytest
 import yaml
 from recipe_helpers import LAUNCH, R, clean_env, launch, paths
+from sglang_mimo import rank as K
 
 GB10 = "mimo-v2.5-gb10x4"
 GB10_SITE = ["--nic", "enP2p1s0f0np0", "--ib-hca", "roceP2p1s0f0"]
@@ -224,7 +225,10 @@ def test_kubernetes_leaderworkerset_manifest():
         args = c["args"]
         assert args[args.index("--nnodes") + 1] == "$(LWS_GROUP_SIZE)"
         assert args[args.index("--node-rank") + 1] == "$(LWS_WORKER_INDEX)"
-        assert args[args.index("--dist-init-addr") + 1] == f"$(LWS_LEADER_ADDRESS):{R.HEAD_PORT}"
+        assert (
+            args[args.index("--dist-init-addr") + 1]
+            == f"$(LWS_LEADER_ADDRESS):{R.HEAD_PORT}"
+        )
         env = {e["name"]: e for e in c["env"]}
         assert env["SGLANG_HOST_IP"]["value"] == "$(POD_IP)"
         assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
@@ -322,7 +326,9 @@ def test_kubernetes_honours_head_addr_port_and_rank_addrs():
             out = subprocess.run(["bash", "-c", script, "sglang"], capture_output=True,
                                  text=True, env={"LWS_WORKER_INDEX": str(index)})  # fmt: skip
             assert out.stdout.strip() == want
-    bad = launch(GB10, "--render", "k8s", *GB10_SITE, "--rank-addr", "10.0.0.1,10.0.0.2")
+    bad = launch(
+        GB10, "--render", "k8s", *GB10_SITE, "--rank-addr", "10.0.0.1,10.0.0.2"
+    )
     assert bad.returncode == 2 and "lists 2 addresses" in bad.stderr
 
 
@@ -342,7 +348,9 @@ def test_relative_model_path_is_a_local_directory_not_a_hub_id(tmp_path):
     r = subprocess_launch_in(tmp_path, "mimo-v2.5-h200x8", "--render", "docker",
                              "--model-path", "./x")  # fmt: skip
     (argv,) = _docker_lines(r.stdout)
-    assert ["-v", f"{model}:{model}:ro"] == argv[argv.index("-v"): argv.index("-v") + 2]
+    assert ["-v", f"{model}:{model}:ro"] == argv[
+        argv.index("-v") : argv.index("-v") + 2
+    ]
     assert argv[argv.index("--model-path") + 1] == str(model)
     assert "${HOME}/.cache/huggingface:/root/.cache/huggingface" not in argv
 
@@ -360,17 +368,26 @@ def test_a_missing_local_model_path_is_reported_before_launch(standin_python, tm
     exe, record = standin_python
     missing = tmp_path / "no-such-checkpoint"
     r = launch("mimo-v2.5-h200x8", "--model-path", missing, "--python", exe)
-    assert r.returncode == 2 and f"--model-path {missing}: no such directory" in r.stderr
+    assert (
+        r.returncode == 2 and f"--model-path {missing}: no such directory" in r.stderr
+    )
     assert not record.exists()
     dry = launch("mimo-v2.5-h200x8", "--model-path", missing, "--dry-run")
-    assert dry.returncode == 0 and "warning" in dry.stderr and "no such directory" in dry.stderr
+    assert (
+        dry.returncode == 0
+        and "warning" in dry.stderr
+        and "no such directory" in dry.stderr
+    )
 
 
 def test_docker_lines_run_twice_without_a_name_clash():
     r = launch("mimo-v2-flash-h200x8", "--render", "docker")
     (argv,) = _docker_lines(r.stdout)
     # --rm frees the per-recipe, per-rank name when the container stops.
-    assert "--rm" in argv and argv[argv.index("--name") + 1] == "mimo-v2-flash-h200x8-rank0"
+    assert (
+        "--rm" in argv
+        and argv[argv.index("--name") + 1] == "mimo-v2-flash-h200x8-rank0"
+    )
     assert "--restart" not in argv and "--no-healthcheck" not in argv
 
 
@@ -380,7 +397,9 @@ def test_dry_run_shows_reasons_beside_flags_and_the_memory_table():
     lines = r.stdout.splitlines()
     reason = next(ln for ln in lines if ln.startswith("#   --attn-dp-size 2 "))
     assert "effective attention TP 8/2 = 4" in reason
-    i = lines.index("# memory per GPU (sglang_mimo.sizing, from the model's config.json):")
+    i = lines.index(
+        "# memory per GPU (sglang_mimo.sizing, from the model's config.json):"
+    )
     head, row = lines[i + 1].split(), lines[i + 2].split()
     assert head[1] == "recipe" and row[1] == "mimo-v2.5-h200x8"
     assert "recipes/configs/MiMo-V2.5/config.json" in lines[i + 2]
@@ -401,4 +420,4 @@ def test_one_head_port_everywhere():
         ):
             ports.add(int(m.group(1)))
     assert ports == {R.HEAD_PORT}, ports
-    assert R.placeholder_head_addr().endswith(f":{R.HEAD_PORT}")
+    assert K.placeholder_head_addr().endswith(f":{R.HEAD_PORT}")

@@ -275,7 +275,8 @@ def test_mtp_recipes_render_the_speculative_block(parsed):
 
 def test_attention_dp_with_audio_needs_patch_0007(monkeypatch):
     """Audio under attention DP hangs v0.5.23 (#37059) unless the series carries the
-    backport of #37060: without 0007 in patches/series the V2.5 H200 recipe is refused."""
+    backport of #37060: without 0007 in patches/series the V2.5 H200 recipe is refused.
+    """
     r = raw("mimo-v2.5-h200x8")
     assert R.AUDIO_UNDER_ATTN_DP_PATCH in R.series_names()
     assert R.semantic_errors(r, r["name"]) == []
@@ -291,7 +292,10 @@ def test_audio_recipes_with_attention_dp_parse_as_dp_attention(parsed):
     good, _ = parsed
     for x in good:
         r = load(x["recipe"])
-        if R.AUDIO_MODALITIES & set(r["model"]["modalities"]) and x["parsed"]["attn_dp_size"] > 1:
+        if (
+            R.AUDIO_MODALITIES & set(r["model"]["modalities"])
+            and x["parsed"]["attn_dp_size"] > 1
+        ):
             assert R.AUDIO_UNDER_ATTN_DP_PATCH in R.series_names(), x["recipe"]
 
 

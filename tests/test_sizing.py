@@ -5,7 +5,6 @@ import json
 
 import pytest
 from recipe_helpers import R
-
 from sglang_mimo import sizing as Z
 
 MODELS = {
@@ -103,7 +102,9 @@ def test_too_long_a_context_is_named():
         else a for a in r["server_args"]
     ]  # fmt: skip
     errs = R.semantic_errors(r, r["name"])
-    assert any("lower --max-running-requests or --context-length" in e for e in errs), errs
+    assert any(
+        "lower --max-running-requests or --context-length" in e for e in errs
+    ), errs
 
 
 def test_a_local_checkpoint_config_is_used(tmp_path):

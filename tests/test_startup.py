@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from recipe_helpers import REPO, R
-
+from sglang_mimo import rank as K
 from sglang_mimo import startup
 
 OLD = REPO / "tests" / "data" / "old_recipes"
@@ -27,8 +27,8 @@ def sglang_startup():
 
 def ranks(recipe):
     for rank in range(recipe["hardware"]["nodes"]):
-        yield R.render_rank(
-            recipe, rank, R.placeholder_site(recipe, rank), R.placeholder_head_addr()
+        yield K.render_rank(
+            recipe, rank, K.placeholder_site(recipe, rank), K.placeholder_head_addr()
         )
 
 
@@ -72,7 +72,9 @@ def test_old_h200_recipes_are_refused_by_sglang(sglang_startup, name, expected):
     for launch in ranks(old):
         v = sglang_startup.check_rank(old, launch)
         assert not v.ok
-        assert v.message.startswith("ValueError: MiMoV2ForCausalLM " + expected), v.message
+        assert v.message.startswith(
+            "ValueError: MiMoV2ForCausalLM " + expected
+        ), v.message
 
 
 def test_a_refusal_is_sglangs_message_for_argparse_errors_too(sglang_startup):
@@ -124,7 +126,7 @@ def test_every_departure_from_sglang_defaults_has_a_reason(sglang_startup, name)
 
 def test_a_departure_without_reason_is_found(sglang_startup):
     recipe = copy.deepcopy(R.load_recipe("mimo-v2.5-gb10x4"))
-    (launch, *_) = ranks(recipe)
+    launch, *_ = ranks(recipe)
     found = startup.departures(launch.argv + ["--max-total-tokens", "4096"])
     assert "--max-total-tokens" in found
     assert "--model-path" not in found and "--node-rank" not in found

@@ -23,7 +23,9 @@ import json
 import os
 import sys
 
+from sglang_mimo import rank as K
 from sglang_mimo import recipes as R
+from sglang_mimo import run_docker, run_exec, run_k8s
 
 EXIT_BAD_INPUT = 2
 EXIT_BAD_RECIPE = 3
@@ -73,9 +75,9 @@ def add_parser(subparsers):
     )
     p.add_argument(
         "--rdma-resource",
-        default=R.RDMA_RESOURCE,
+        default=run_k8s.RDMA_RESOURCE,
         help="k8s: device-plugin resource of the RDMA devices "
-        f"(default {R.RDMA_RESOURCE})",
+        f"(default {run_k8s.RDMA_RESOURCE})",
     )
     p.add_argument("--recipes-dir", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -132,10 +134,10 @@ def _run(args, environ):
         values = R.resolve_site(recipe, _given(args), environ, need)
         addr = args.rank_addr or environ.get(R.SITE_INPUTS["rank_addr"][1])
         rank_addrs = [a.strip() for a in addr.split(",")] if addr else None
-        manifest = R.lws_manifest(
+        manifest = run_k8s.lws_manifest(
             recipe,
             values,
-            args.image or R.image_name(recipe),
+            args.image or run_docker.image_name(recipe),
             head_addr=args.head_addr or environ.get(R.HEAD_ADDR_INPUT[1]),
             rank_addrs=rank_addrs,
             rdma_resource=args.rdma_resource,
@@ -153,25 +155,25 @@ def _run(args, environ):
                     f"recipe {recipe['name']} runs on {n} nodes: give --node-rank 0..{n - 1}"
                 )
             rank = 0
-        R.check_rank(recipe, rank)
+        K.check_rank(recipe, rank)
         ranks = [rank]
     head = args.head_addr or environ.get(R.HEAD_ADDR_INPUT[1])
     launches = [
-        R.render_rank(
+        K.render_rank(
             recipe, rank, _site_for_rank(recipe, args, environ, rank, ranks), head
         )
         for rank in ranks
     ]
 
     if args.render == "docker":
-        image = args.image or R.image_name(recipe)
+        image = args.image or run_docker.image_name(recipe)
         for launch in launches:
             print(f"# {recipe['name']}: node rank {launch.node_rank} of {n}")
-            argv = R.docker_argv(recipe, launch, image)
-            print(R.shell_line(argv, breaks={argv.index(image)}))
+            argv = run_docker.docker_argv(recipe, launch, image)
+            print(K.shell_line(argv, breaks={argv.index(image)}))
         return 0
     (launch,) = launches
-    model = R._argv_value(launch.argv, "--model-path")
+    model = K.argv_value(launch.argv, "--model-path")
     if args.dry_run:
         if model and R.is_local_path(model) and not os.path.isdir(model):
             print(f"launch: warning: --model-path {model}: no such directory here",
@@ -180,7 +182,7 @@ def _run(args, environ):
         return 0
     if model:
         R.check_model_path_here(model)
-    return _exec(launch, args.python, environ)
+    return run_exec.exec_rank(launch, args.python, environ)
 
 
 def _given(args):
@@ -219,11 +221,11 @@ def _dry_run_all(args):
         loaded[name] = recipe
         for rank in range(recipe["hardware"]["nodes"]):
             out.append(
-                R.render_rank(
+                K.render_rank(
                     recipe,
                     rank,
-                    R.placeholder_site(recipe, rank),
-                    R.placeholder_head_addr(),
+                    K.placeholder_site(recipe, rank),
+                    K.placeholder_head_addr(),
                 )
             )
     if problems:
@@ -242,7 +244,7 @@ def _print_launches(launches, as_json, python, recipes):
         argv = ["env", *(f"{k}={v}" for k, v in x.env.items())] if x.env else []
         breaks = {len(argv)}
         argv += [python, "-m", "sglang.launch_server", *x.argv]
-        print(R.shell_line(argv, breaks))
+        print(K.shell_line(argv, breaks))
         print(_reasons_block(recipes[x.recipe], x))
     print(_memory_table(recipes.values(), launches))
 
@@ -288,7 +290,9 @@ def _memory_table(recipes, launches):
     widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
     out = ["# memory per GPU (sglang_mimo.sizing, from the model's config.json):"]
     for row in [head, *rows]:
-        out.append("# " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        out.append(
+            "# " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+        )
     return "\n".join(out)
 
 
@@ -308,21 +312,7 @@ def _model_dir_for_sizing(recipe, launches):
 
     for x in launches:
         if x.recipe == recipe["name"]:
-            path = R._argv_value(x.argv, "--model-path")
+            path = K.argv_value(x.argv, "--model-path")
             if path and (Path(path) / "config.json").is_file():
                 return Path(path)
     return sizing.config_dir(recipe["model"]["id"])
-
-
-def _exec(launch, python, environ):
-    env = dict(environ)
-    env.update(launch.env)
-    argv = [python, "-m", "sglang.launch_server", *launch.argv]
-    print(f"launch: {launch.recipe} node rank {launch.node_rank}: " + " ".join(argv),
-          file=sys.stderr, flush=True)  # fmt: skip
-    sys.stdout.flush()
-    try:
-        os.execvpe(python, argv, env)
-    except FileNotFoundError:
-        _err(f"{python} not found")
-        return 127

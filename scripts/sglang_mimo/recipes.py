@@ -1,18 +1,16 @@
-"""Launch recipes (``recipes/*.yaml``): loading, validation and rendering.
+"""Launch recipes (``recipes/*.yaml``): the data, its validation and the per-site values.
 
 A recipe is data: model, hardware, image target, per-site inputs, environment and the
-arguments of ``python3 -m sglang.launch_server``. This module checks a recipe against
-``recipes/schema.json`` and against the project's own rules (see ``semantic_errors``),
-and turns it into the environment and argv of one node rank, a ``docker run`` line, or
-a Kubernetes LeaderWorkerSet manifest. It never starts anything; ``launch.py`` does.
+arguments of ``python3 -m sglang.launch_server``. This module loads a recipe, checks it
+against ``recipes/schema.json`` and the project's own rules (``semantic_errors``) and
+resolves the per-site values. Rendering one rank is ``rank.py``; the runners are
+``run_exec.py``, ``run_docker.py`` and ``run_k8s.py``; SGLang's own startup checks are
+``startup.py`` and memory sizing ``sizing.py``. ``launch.py`` reads top-down over them.
 """
 
-import copy
 import ipaddress
 import json
 import re
-import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from sglang_mimo import paths
@@ -47,14 +45,6 @@ AUDIO_UNDER_ATTN_DP_PATCH = "0007-mimo-audio-reduce-over-attn-tp-group.patch"
 # The head's torch.distributed port: the same number in the launcher, its docs, the
 # image docs and the Kubernetes render (overridable per run with --head-addr HOST:PORT).
 HEAD_PORT = 20000
-# Values used by ``--dry-run`` without a recipe: RFC 5737 documentation addresses.
-PLACEHOLDER_HEAD_PORT = HEAD_PORT
-
-
-def placeholder_rank_addr(rank):
-    return f"192.0.2.{10 + rank}"
-
-
 PLACEHOLDER_RE = re.compile(r"\{([a-z][a-z_]*)\}")
 
 
@@ -260,7 +250,9 @@ def semantic_errors(recipe, name=None, allowlist=None):
     # Memory per GPU, from the model's released config (sizing.py).
     for flag in ("--mem-fraction-static", "--max-running-requests", "--context-length"):
         if _flag_value(recipe, flag) is None:
-            errs.append(f"server_args: needs {flag} (the memory check sizes against it)")
+            errs.append(
+                f"server_args: needs {flag} (the memory check sizes against it)"
+            )
     if not errs and tp * pp * dp == gpus:
         from sglang_mimo import sizing
 
@@ -423,322 +415,3 @@ def resolve_site(recipe, given, environ, need=None):
             f"recipe {recipe['name']} needs per-site values:\n" + "\n".join(missing)
         )
     return values
-
-
-def substitute(text, values):
-    return PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], str(text))
-
-
-# ------------------------------------------------------------------------ rendering
-
-
-@dataclass
-class RankLaunch:
-    recipe: str
-    node_rank: int
-    env: dict = field(default_factory=dict)
-    argv: list = field(default_factory=list)
-
-    def as_json(self):
-        return {
-            "recipe": self.recipe,
-            "node_rank": self.node_rank,
-            "env": self.env,
-            "argv": self.argv,
-        }
-
-
-def _fmt(value):
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-def check_rank(recipe, node_rank):
-    n = recipe["hardware"]["nodes"]
-    if not isinstance(node_rank, int) or not 0 <= node_rank < n:
-        raise RecipeError(
-            f"--node-rank {node_rank} is outside 0..{n - 1} "
-            f"(recipe {recipe['name']} runs on {n} node{'s' if n > 1 else ''})"
-        )
-
-
-def spec_args(recipe):
-    spec = recipe.get("speculative")
-    if not spec:
-        return []
-    argv = [
-        "--speculative-algorithm", spec["algorithm"],
-        "--speculative-num-steps", str(spec["num_steps"]),
-        "--speculative-eagle-topk", str(spec["eagle_topk"]),
-        "--speculative-num-draft-tokens", str(spec["num_draft_tokens"]),
-    ]  # fmt: skip
-    if spec["multi_layer_eagle"]:
-        argv.append("--enable-multi-layer-eagle")
-    return argv
-
-
-def render_env(recipe, values):
-    env = {k: substitute(v, values) for k, v in recipe["env"]["common"].items()}
-    env.update({k: substitute(v, values) for k, v in recipe["env"]["per_rank"].items()})
-    return env
-
-
-def render_argv(recipe, values, node_rank, head_addr, rank_flags=True):
-    argv = []
-    for flag, value in server_arg_items(recipe):
-        argv.append(flag)
-        if value is not None:
-            argv.append(substitute(_fmt(value), values))
-    argv += spec_args(recipe)
-    n = recipe["hardware"]["nodes"]
-    if n > 1 and rank_flags:
-        argv += [
-            "--nnodes",
-            str(n),
-            "--node-rank",
-            str(node_rank),
-            "--dist-init-addr",
-            head_addr,
-        ]
-    return argv
-
-
-def render_rank(recipe, node_rank, values, head_addr=None):
-    """Environment and ``sglang.launch_server`` argv of one node rank."""
-    check_rank(recipe, node_rank)
-    if recipe["hardware"]["nodes"] > 1:
-        if not head_addr:
-            flag, env = HEAD_ADDR_INPUT
-            raise RecipeError(
-                f"recipe {recipe['name']} is multi-node: give {flag} HOST:PORT "
-                f"(rank 0's address and a free port) or set ${env}"
-            )
-        head_addr = check_head_addr(head_addr)
-    return RankLaunch(
-        recipe=recipe["name"],
-        node_rank=node_rank,
-        env=render_env(recipe, values),
-        argv=render_argv(recipe, values, node_rank, head_addr),
-    )
-
-
-def placeholder_site(recipe, node_rank):
-    """Site values for a dry run without real inputs (documentation addresses)."""
-    values = {}
-    for key in used_placeholders(recipe):
-        spec = recipe["site"][key]
-        if key == "rank_addr":
-            values[key] = placeholder_rank_addr(node_rank)
-        else:
-            values[key] = spec.get("default") or spec.get("example") or f"<{key}>"
-    return values
-
-
-def placeholder_head_addr():
-    return f"{placeholder_rank_addr(0)}:{PLACEHOLDER_HEAD_PORT}"
-
-
-def image_name(recipe, repository="sglang-mimo"):
-    """Image of the recipe's target: ``<repository>:<distribution>-<target>``."""
-    return (
-        f"{repository}:{paths.load_pin()['distribution']}-{recipe['image']['target']}"
-    )
-
-
-def docker_argv(recipe, launch, image):
-    """``docker run`` argv for one rank (the container runs the server directly)."""
-    img = recipe["image"]
-    # --rm: a stopped or crashed rank frees its name, so the same line runs again.
-    argv = [
-        "docker", "run", "-d", "--rm",
-        "--name", f"{recipe['name']}-rank{launch.node_rank}",
-        "--gpus", "all", "--ipc=host", "--network", "host",
-        "--shm-size", img.get("shm_size", "32g"),
-    ]  # fmt: skip
-    if launch.node_rank >= 1:
-        # Only rank 0 serves HTTP; the image's HEALTHCHECK would mark the others unhealthy.
-        argv.append("--no-healthcheck")
-    if img.get("rdma"):
-        argv += ["--device", "/dev/infiniband", "--cap-add", "IPC_LOCK",
-                 "--ulimit", "memlock=-1"]  # fmt: skip
-    model = _argv_value(launch.argv, "--model-path")
-    if model and is_local_path(model):
-        argv += ["-v", f"{model}:{model}:ro"]
-    else:
-        argv += ["-v", HF_CACHE_MOUNT]
-    for k, v in launch.env.items():
-        argv += ["-e", f"{k}={v}"]
-    argv += [image, "python3", "-m", "sglang.launch_server", *launch.argv]
-    return argv
-
-
-def _argv_value(argv, flag):
-    for i, tok in enumerate(argv[:-1]):
-        if tok == flag:
-            return argv[i + 1]
-    return None
-
-
-_ENV_ASSIGN_RE = re.compile(r"^[A-Z_][A-Z0-9_]*=")
-HF_CACHE_MOUNT = "${HOME}/.cache/huggingface:/root/.cache/huggingface"
-
-
-def shell_line(argv, breaks=()):
-    """A copy-pasteable command: one flag (or VAR=value) per continuation line, and a
-    line break before each token index in ``breaks``."""
-    lines = [[]]
-    prev = None
-    for i, tok in enumerate(argv):
-        brk = (
-            i in breaks
-            or tok.startswith("--")
-            or tok in ("-e", "-v")
-            or _ENV_ASSIGN_RE.match(tok)
-        )
-        if brk and lines[-1] and prev != "-e":
-            lines.append([])
-        lines[-1].append(f'"{tok}"' if tok == HF_CACHE_MOUNT else shlex.quote(tok))
-        prev = tok
-    return " \\\n    ".join(" ".join(line) for line in lines)
-
-
-HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
-# Device-plugin resource for the RDMA devices (NVIDIA network operator's shared-device
-# plugin default name); --rdma-resource names another.
-RDMA_RESOURCE = "rdma/rdma_shared_device_a"
-
-
-def lws_manifest(
-    recipe,
-    values,
-    image,
-    head_addr=None,
-    rank_addrs=None,
-    rdma_resource=RDMA_RESOURCE,
-    hf_cache_host=HF_CACHE_IN_CONTAINER,
-):
-    """A LeaderWorkerSet (leaderworkerset.x-k8s.io/v1) running one group of all ranks.
-
-    Ranks come from LWS: the group size and each pod's worker index. Rank 0's address
-    is ``head_addr`` (HOST:PORT, as --head-addr) when given, else the leader pod's
-    ($(LWS_LEADER_ADDRESS)) on HEAD_PORT. Each pod's own address (SGLANG_HOST_IP) is
-    its entry of ``rank_addrs`` (one per worker index, as --rank-addr A0,A1,...) when
-    given, else the pod IP. RDMA recipes get the host's /dev/infiniband, IPC_LOCK
-    (which lifts the locked-memory limit NCCL needs for RDMA registration) and one RDMA
-    device of ``rdma_resource``. Hub ids get a Hugging Face cache volume.
-    torch.distributed/NCCL as SGLang does it, no Ray.
-    """
-    n = recipe["hardware"]["nodes"]
-    rdma = recipe["image"].get("rdma", False)
-    if rank_addrs is not None and len(rank_addrs) != n:
-        raise RecipeError(
-            f"--rank-addr lists {len(rank_addrs)} addresses; recipe {recipe['name']} "
-            f"has {n} ranks"
-        )
-    vals = dict(values, rank_addr="$(POD_IP)")
-    env = render_env(recipe, vals)
-    argv = render_argv(recipe, vals, 0, None, rank_flags=False)
-    if n > 1:
-        head = check_head_addr(head_addr) if head_addr else (
-            f"$(LWS_LEADER_ADDRESS):{HEAD_PORT}"
-        )
-        argv += ["--nnodes", "$(LWS_GROUP_SIZE)", "--node-rank", "$(LWS_WORKER_INDEX)",
-                 "--dist-init-addr", head]  # fmt: skip
-    command = ["python3", "-m", "sglang.launch_server"]
-    if rank_addrs is not None:
-        for addr in rank_addrs:
-            check_host(addr, "--rank-addr")
-        # This pod's address on the fabric, picked by its worker index.
-        env.pop("SGLANG_HOST_IP", None)
-        pick = (
-            f"addrs=({' '.join(shlex.quote(a) for a in rank_addrs)}); "
-            'export SGLANG_HOST_IP="${addrs[$LWS_WORKER_INDEX]}"; '
-            'exec python3 -m sglang.launch_server "$@"'
-        )
-        command = ["bash", "-c", pick, "sglang"]
-    env_list = [
-        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        {
-            "name": "LWS_WORKER_INDEX",
-            "valueFrom": {
-                "fieldRef": {
-                    "fieldPath": "metadata.labels['leaderworkerset.sigs.k8s.io/worker-index']"
-                }
-            },
-        },
-    ] + [{"name": k, "value": v} for k, v in env.items()]
-    port = int(_argv_value(argv, "--port") or 30000)
-    model = values.get("model_path", "")
-    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]
-    volumes = [
-        {
-            "name": "dshm",
-            "emptyDir": {
-                "medium": "Memory",
-                "sizeLimit": recipe["image"].get("shm_size", "32g").upper() + "i",
-            },
-        }
-    ]
-    if model and is_local_path(model):
-        mounts.append({"name": "model", "mountPath": model, "readOnly": True})
-        volumes.append(
-            {"name": "model", "hostPath": {"path": model, "type": "Directory"}}
-        )
-    else:
-        mounts.append({"name": "hf-cache", "mountPath": HF_CACHE_IN_CONTAINER})
-        volumes.append(
-            {
-                "name": "hf-cache",
-                "hostPath": {"path": hf_cache_host, "type": "DirectoryOrCreate"},
-            }
-        )
-    if rdma:
-        mounts.append({"name": "infiniband", "mountPath": "/dev/infiniband"})
-        volumes.append(
-            {"name": "infiniband", "hostPath": {"path": "/dev/infiniband"}}
-        )
-    limits = {"nvidia.com/gpu": recipe["hardware"]["gpus_per_node"]}
-    if rdma:
-        limits[rdma_resource] = 1
-
-    def pod(role):
-        container = {
-            "name": f"sglang-{role}",
-            "image": image,
-            "command": command,
-            "args": argv,
-            "env": env_list,
-            "resources": {"limits": limits},
-            "volumeMounts": mounts,
-        }
-        if rdma:
-            container["securityContext"] = {"capabilities": {"add": ["IPC_LOCK"]}}
-        if role == "leader":
-            container["ports"] = [{"containerPort": port, "name": "http"}]
-            container["readinessProbe"] = {
-                "httpGet": {"path": "/health", "port": port},
-                "initialDelaySeconds": 120,
-                "periodSeconds": 10,
-            }
-        # Own copies per template: no YAML anchors/aliases in the output.
-        container = copy.deepcopy(container)
-        spec = {"containers": [container], "volumes": copy.deepcopy(volumes)}
-        if rdma:
-            # RoCE/IB interfaces are named as on the host (NCCL_SOCKET_IFNAME, NCCL_IB_HCA).
-            spec["hostNetwork"] = True
-            spec["dnsPolicy"] = "ClusterFirstWithHostNet"
-        return {"metadata": {"labels": {"role": role}}, "spec": spec}
-
-    lwt = {"size": n, "restartPolicy": "RecreateGroupOnPodRestart"}
-    if n > 1:
-        lwt["leaderTemplate"] = pod("leader")
-        lwt["workerTemplate"] = pod("worker")
-    else:
-        lwt["workerTemplate"] = pod("leader")
-    return {
-        "apiVersion": "leaderworkerset.x-k8s.io/v1",
-        "kind": "LeaderWorkerSet",
-        "metadata": {"name": recipe["name"].replace(".", "-")},
-        "spec": {"replicas": 1, "leaderWorkerTemplate": lwt},
-    }

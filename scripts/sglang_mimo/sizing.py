@@ -34,7 +34,9 @@ from sglang_mimo import paths
 
 CONFIGS = paths.RECIPES / "configs"
 GIB = 2**30
-SWA_FULL_TOKENS_RATIO_DEFAULT = 0.8  # ServerArgs.swa_full_tokens_ratio fallback, v0.5.23
+SWA_FULL_TOKENS_RATIO_DEFAULT = (
+    0.8  # ServerArgs.swa_full_tokens_ratio fallback, v0.5.23
+)
 
 
 @dataclass
@@ -116,7 +118,9 @@ def _attn_params(cfg, swa, attn_tp):
     hd = cfg.get(p + "head_dim", cfg["head_dim"])
     vhd = cfg.get(p + "v_head_dim", cfg.get("v_head_dim", hd))
     if heads % attn_tp:
-        raise ValueError(f"{heads} attention heads do not split over attention TP {attn_tp}")
+        raise ValueError(
+            f"{heads} attention heads do not split over attention TP {attn_tp}"
+        )
     kv_local = max(1, kv // attn_tp)
     q = h * heads * hd / attn_tp
     k = h * kv_local * hd
@@ -142,7 +146,11 @@ def _vision_params(vc):
 
 
 def _audio_params(ac, tok):
-    d, i, n = ac["input_local_dim"], ac["input_local_intermediate_size"], ac["input_local_layers"]
+    d, i, n = (
+        ac["input_local_dim"],
+        ac["input_local_intermediate_size"],
+        ac["input_local_layers"],
+    )
     local = n * (4 * d * d + 3 * d * i)
     proj = ac["group_size"] * d * ac["out_hidden_size"] + ac["out_hidden_size"] ** 2
     total = local + proj
@@ -211,11 +219,17 @@ def layout_of(recipe, server_args):
     return Layout(
         tp=tp,
         attn_dp=attn_dp,
-        enable_dp_lm_head=bool(_flag(server_args, "--enable-dp-lm-head", default=False)),
+        enable_dp_lm_head=bool(
+            _flag(server_args, "--enable-dp-lm-head", default=False)
+        ),
         dp_encoder=bool(_flag(server_args, "--mm-enable-dp-encoder", default=False)),
         kv_bytes=1 if kv_dtype.startswith("fp8") else 2,
         swa_ratio=float(
-            _flag(server_args, "--swa-full-tokens-ratio", default=SWA_FULL_TOKENS_RATIO_DEFAULT)
+            _flag(
+                server_args,
+                "--swa-full-tokens-ratio",
+                default=SWA_FULL_TOKENS_RATIO_DEFAULT,
+            )
         ),
         mtp_layers=spec.get("num_steps", 0) if spec else 0,
     )
@@ -234,7 +248,9 @@ def size_recipe(recipe, server_args, model_dir):
     budget = recipe["hardware"]["gpu_memory_gib"] * frac
     pool = budget - weights
     reqs = max(1, int(_flag(server_args, "--max-running-requests")) // layout.attn_dp)
-    ctx = int(_flag(server_args, "--context-length", default=cfg["max_position_embeddings"]))
+    ctx = int(
+        _flag(server_args, "--context-length", default=cfg["max_position_embeddings"])
+    )
     needed = reqs * ctx * per_token / GIB
     return Sizing(
         weights_gib=weights,

@@ -45,7 +45,10 @@ class RecordingGroup:
 def placement(tp, attn_dp):
     reset_context()
     args = ServerArgs(
-        model_path="dummy", mm_attention_backend="sdpa", tp_size=tp, attn_dp_size=attn_dp
+        model_path="dummy",
+        mm_attention_backend="sdpa",
+        tp_size=tp,
+        attn_dp_size=attn_dp,
     )
     publish(args, role="test")
     initialize_dp_attention(args)
