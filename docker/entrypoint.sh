@@ -3,7 +3,7 @@
 #   recipe NAME [--node-rank N] [LAUNCH ARGS...]  run a launch recipe (recipes/*.yaml) for one node rank
 #   patches                                       the patches this image carries, and the pin
 #   check                                         apply_patches.sh --check on the installed sglang
-#   healthcheck                                   exit 0 if the server's /health answers 200
+#   healthcheck                                   exit 0 if the server's /health answers 200 (rank 0; ranks >= 1: 0)
 #   help                                          this text
 #   anything else                                 run as given (docker run IMAGE python3 -m sglang.launch_server ...)
 set -euo pipefail
@@ -44,7 +44,22 @@ check)
 	;;
 healthcheck)
 	exec python3 - "${SGLANG_MIMO_HEALTH_URL:-http://127.0.0.1:30000/health}" <<'PY'
-import sys, urllib.request
+import os, sys, urllib.request
+# Only node rank 0 serves HTTP. A rank >= 1 (NODE_RANK, or --node-rank on the command
+# line of the container's main process) is healthy while its process runs.
+rank = os.environ.get("NODE_RANK")
+try:
+    argv = open("/proc/1/cmdline", "rb").read().decode(errors="replace").split("\0")
+    for i, a in enumerate(argv):
+        if a == "--node-rank" and i + 1 < len(argv):
+            rank = argv[i + 1]
+        elif a.startswith("--node-rank="):
+            rank = a.split("=", 1)[1]
+except OSError:
+    pass
+if rank not in (None, "", "0"):
+    print(f"node rank {rank}: serves no HTTP, nothing to probe")
+    sys.exit(0)
 try:
     with urllib.request.urlopen(sys.argv[1], timeout=8) as r:
         sys.exit(0 if r.status == 200 else 1)

@@ -14,10 +14,11 @@ import sys
 import pytest
 import yaml
 from recipe_helpers import LAUNCH, R, clean_env, launch, paths
+from sglang_mimo import rank as K
 
 GB10 = "mimo-v2.5-gb10x4"
 GB10_SITE = ["--nic", "enP2p1s0f0np0", "--ib-hca", "roceP2p1s0f0"]
-GB10_HEAD = ["--head-addr", "192.168.100.10:29500"]
+GB10_HEAD = ["--head-addr", f"192.168.100.10:{R.HEAD_PORT}"]
 
 
 @pytest.fixture
@@ -40,15 +41,14 @@ def _rank_args(rank):
             *GB10_SITE]  # fmt: skip
 
 
-def test_exec_runs_launch_server_with_the_rank_env_and_argv(standin_python):
+def test_exec_runs_launch_server_with_the_rank_env_and_argv(standin_python, tmp_path):
     exe, record = standin_python
-    r = launch(
-        GB10, *_rank_args(2), "--model-path", "/models/mimo-v2.5", "--python", exe
-    )
+    model = tmp_path / "mimo-v2.5"
+    model.mkdir()
+    r = launch(GB10, *_rank_args(2), "--model-path", model, "--python", exe)
     assert r.returncode == 0, r.stderr
     started = json.loads(record.read_text())
-    dry = launch(GB10, *_rank_args(2), "--model-path", "/models/mimo-v2.5", "--dry-run",
-                 "--json")  # fmt: skip
+    dry = launch(GB10, *_rank_args(2), "--model-path", model, "--dry-run", "--json")
     (want,) = json.loads(dry.stdout)
     assert started["argv"][:2] == ["-m", "sglang.launch_server"]
     assert started["argv"][2:] == want["argv"]
@@ -57,8 +57,8 @@ def test_exec_runs_launch_server_with_the_rank_env_and_argv(standin_python):
     argv = want["argv"]
     assert argv[argv.index("--node-rank") + 1] == "2"
     assert argv[argv.index("--nnodes") + 1] == "4"
-    assert argv[argv.index("--dist-init-addr") + 1] == "192.168.100.10:29500"
-    assert argv[argv.index("--model-path") + 1] == "/models/mimo-v2.5"
+    assert argv[argv.index("--dist-init-addr") + 1] == f"192.168.100.10:{R.HEAD_PORT}"
+    assert argv[argv.index("--model-path") + 1] == str(model)
     assert want["env"]["SGLANG_HOST_IP"] == "192.168.100.12"
     assert want["env"]["NCCL_SOCKET_IFNAME"] == "enP2p1s0f0np0"
     assert want["env"]["NCCL_IB_HCA"] == "roceP2p1s0f0"
@@ -67,7 +67,7 @@ def test_exec_runs_launch_server_with_the_rank_env_and_argv(standin_python):
 def test_site_values_come_from_the_environment_too(standin_python):
     exe, record = standin_python
     env = clean_env(
-        SGLANG_MIMO_RANK_ADDR="192.168.100.13", SGLANG_MIMO_HEAD_ADDR="192.168.100.10:29500",
+        SGLANG_MIMO_RANK_ADDR="192.168.100.13", SGLANG_MIMO_HEAD_ADDR=f"192.168.100.10:{R.HEAD_PORT}",
         SGLANG_MIMO_NIC="enp1s0", SGLANG_MIMO_IB_HCA="mlx5_0",
     )  # fmt: skip
     r = launch(GB10, "--node-rank", 3, "--python", exe, env=env)
@@ -150,12 +150,12 @@ def test_recipe_failing_its_schema_is_refused(tmp_path, standin_python):
         "image/target" in r.stderr and "'hardware' is a required property" in r.stderr
     )
     assert not record.exists()
-    # Same for a recipe that breaks a project rule (attention DP while serving audio).
+    # Same for a recipe that breaks a project rule (attention DP, no DP encoder).
     data = yaml.safe_load(R.known_recipes()["mimo-v2.5-h200x8"].read_text())
-    data["server_args"].append({"--attn-dp-size": 2})
+    data["server_args"].remove("--mm-enable-dp-encoder")
     bad.write_text(yaml.safe_dump(data))
     r = launch(bad, "--dry-run", "--json")
-    assert r.returncode == 3 and "#37059" in r.stderr and r.stdout == ""
+    assert r.returncode == 3 and "--mm-enable-dp-encoder" in r.stderr and r.stdout == ""
 
 
 def test_a_bad_recipe_in_the_directory_fails_the_whole_dry_run(tmp_path):
@@ -182,7 +182,9 @@ def test_docker_lines_per_rank():
     assert len(lines) == 4
     image = f"sglang-mimo:{paths.load_pin()['distribution']}-sm121a"
     for rank, argv in enumerate(lines):
-        assert argv[:3] == ["docker", "run", "-d"]
+        assert argv[:4] == ["docker", "run", "-d", "--rm"]
+        assert argv[argv.index("--name") + 1] == f"{GB10}-rank{rank}"
+        assert ("--no-healthcheck" in argv) == (rank >= 1)
         for needle in (["--gpus", "all"], ["--ipc=host"], ["--network", "host"],
                        ["--shm-size", "32g"], ["--device", "/dev/infiniband"],
                        ["-v", "/models/mimo-v2.5:/models/mimo-v2.5:ro"]):  # fmt: skip
@@ -223,7 +225,10 @@ def test_kubernetes_leaderworkerset_manifest():
         args = c["args"]
         assert args[args.index("--nnodes") + 1] == "$(LWS_GROUP_SIZE)"
         assert args[args.index("--node-rank") + 1] == "$(LWS_WORKER_INDEX)"
-        assert args[args.index("--dist-init-addr") + 1] == "$(LWS_LEADER_ADDRESS):29500"
+        assert (
+            args[args.index("--dist-init-addr") + 1]
+            == f"$(LWS_LEADER_ADDRESS):{R.HEAD_PORT}"
+        )
         env = {e["name"]: e for e in c["env"]}
         assert env["SGLANG_HOST_IP"]["value"] == "$(POD_IP)"
         assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
@@ -234,6 +239,14 @@ def test_kubernetes_leaderworkerset_manifest():
         assert env["NCCL_SOCKET_IFNAME"]["value"] == "enP2p1s0f0np0"
         assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
         assert lwt[role]["spec"]["hostNetwork"] is True
+        # RDMA for NCCL: the devices, IPC_LOCK (locked memory), one RDMA device resource.
+        assert c["resources"]["limits"]["rdma/rdma_shared_device_a"] == 1
+        assert c["securityContext"]["capabilities"]["add"] == ["IPC_LOCK"]
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        assert mounts["infiniband"] == "/dev/infiniband"
+        vols = {v["name"]: v for v in lwt[role]["spec"]["volumes"]}
+        assert vols["infiniband"]["hostPath"]["path"] == "/dev/infiniband"
+        assert vols["model"]["hostPath"]["path"] == "/models/mimo-v2.5"
     (leader,) = lwt["leaderTemplate"]["spec"]["containers"]
     assert leader["readinessProbe"]["httpGet"]["path"] == "/health"
     assert "ray" not in r.stdout.lower()
@@ -277,3 +290,134 @@ def test_scripts_launch_is_executable():
         [str(LAUNCH), "--list"], capture_output=True, text=True, env=clean_env()
     )
     assert r.returncode == 0, r.stderr
+
+
+# ------------------------------------------------------------------- operator fixes
+
+
+def _manifest(*args):
+    r = launch(*args)
+    assert r.returncode == 0, r.stderr
+    m = yaml.safe_load(r.stdout)
+    lwt = m["spec"]["leaderWorkerTemplate"]
+    return [
+        (lwt[t]["spec"], lwt[t]["spec"]["containers"][0])
+        for t in ("leaderTemplate", "workerTemplate")
+        if t in lwt
+    ]
+
+
+def test_kubernetes_honours_head_addr_port_and_rank_addrs():
+    addrs = [f"192.168.100.{10 + i}" for i in range(4)]
+    for spec, c in _manifest(GB10, "--render", "k8s", *GB10_SITE, "--head-addr",
+                             "192.168.100.10:31234", "--rank-addr", ",".join(addrs)):  # fmt: skip
+        args = c["args"]
+        assert args[args.index("--dist-init-addr") + 1] == "192.168.100.10:31234"
+        env = {e["name"] for e in c["env"]}
+        assert "SGLANG_HOST_IP" not in env  # set per worker index by the command
+        assert c["command"][:2] == ["bash", "-c"]
+        # The command really picks the address of the worker index (run it with bash).
+        import subprocess
+
+        for index, want in enumerate(addrs):
+            script = c["command"][2].replace(
+                "exec python3 -m sglang.launch_server", 'echo "$SGLANG_HOST_IP"; true'
+            )
+            out = subprocess.run(["bash", "-c", script, "sglang"], capture_output=True,
+                                 text=True, env={"LWS_WORKER_INDEX": str(index)})  # fmt: skip
+            assert out.stdout.strip() == want
+    bad = launch(
+        GB10, "--render", "k8s", *GB10_SITE, "--rank-addr", "10.0.0.1,10.0.0.2"
+    )
+    assert bad.returncode == 2 and "lists 2 addresses" in bad.stderr
+
+
+def test_kubernetes_hub_id_gets_a_hugging_face_cache_volume():
+    for spec, c in _manifest("mimo-v2.5-h200x8", "--render", "k8s"):
+        mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        assert mounts["hf-cache"] == "/root/.cache/huggingface"
+        vols = {v["name"]: v for v in spec["volumes"]}
+        assert vols["hf-cache"]["hostPath"]["type"] == "DirectoryOrCreate"
+        assert "model" not in vols and "infiniband" not in vols
+        assert "securityContext" not in c  # no RDMA on this recipe
+
+
+def test_relative_model_path_is_a_local_directory_not_a_hub_id(tmp_path):
+    model = tmp_path / "x"
+    model.mkdir()
+    r = subprocess_launch_in(tmp_path, "mimo-v2.5-h200x8", "--render", "docker",
+                             "--model-path", "./x")  # fmt: skip
+    (argv,) = _docker_lines(r.stdout)
+    assert ["-v", f"{model}:{model}:ro"] == argv[
+        argv.index("-v") : argv.index("-v") + 2
+    ]
+    assert argv[argv.index("--model-path") + 1] == str(model)
+    assert "${HOME}/.cache/huggingface:/root/.cache/huggingface" not in argv
+
+
+def subprocess_launch_in(cwd, *args):
+    import subprocess
+
+    r = subprocess.run([sys.executable, str(LAUNCH), *map(str, args)], capture_output=True,
+                       text=True, env=clean_env(), cwd=cwd, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_a_missing_local_model_path_is_reported_before_launch(standin_python, tmp_path):
+    exe, record = standin_python
+    missing = tmp_path / "no-such-checkpoint"
+    r = launch("mimo-v2.5-h200x8", "--model-path", missing, "--python", exe)
+    assert (
+        r.returncode == 2 and f"--model-path {missing}: no such directory" in r.stderr
+    )
+    assert not record.exists()
+    dry = launch("mimo-v2.5-h200x8", "--model-path", missing, "--dry-run")
+    assert (
+        dry.returncode == 0
+        and "warning" in dry.stderr
+        and "no such directory" in dry.stderr
+    )
+
+
+def test_docker_lines_run_twice_without_a_name_clash():
+    r = launch("mimo-v2-flash-h200x8", "--render", "docker")
+    (argv,) = _docker_lines(r.stdout)
+    # --rm frees the per-recipe, per-rank name when the container stops.
+    assert (
+        "--rm" in argv
+        and argv[argv.index("--name") + 1] == "mimo-v2-flash-h200x8-rank0"
+    )
+    assert "--restart" not in argv and "--no-healthcheck" not in argv
+
+
+def test_dry_run_shows_reasons_beside_flags_and_the_memory_table():
+    r = launch("mimo-v2.5-h200x8", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    reason = next(ln for ln in lines if ln.startswith("#   --attn-dp-size 2 "))
+    assert "effective attention TP 8/2 = 4" in reason
+    i = lines.index(
+        "# memory per GPU (sglang_mimo.sizing, from the model's config.json):"
+    )
+    head, row = lines[i + 1].split(), lines[i + 2].split()
+    assert head[1] == "recipe" and row[1] == "mimo-v2.5-h200x8"
+    assert "recipes/configs/MiMo-V2.5/config.json" in lines[i + 2]
+    assert " yes " in lines[i + 2]
+
+
+def test_one_head_port_everywhere():
+    """README, docker/README.md, the launcher and the k8s render use one head port."""
+    import re
+
+    from recipe_helpers import REPO
+
+    ports = set()
+    for doc in ("README.md", "docker/README.md", "recipes/README.md"):
+        text = (REPO / doc).read_text()
+        for m in re.finditer(
+            r"(?:HEAD_ADDR=|--head-addr |--dist-init-addr )[\w.\[\]:-]*?:(\d+)", text
+        ):
+            ports.add(int(m.group(1)))
+    assert ports == {R.HEAD_PORT}, ports
+    assert K.placeholder_head_addr().endswith(f":{R.HEAD_PORT}")

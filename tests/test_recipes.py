@@ -79,18 +79,14 @@ def test_flash_recipe_is_attention_dp_2_tp_8_ep_with_mtp():
     assert r["speculative"] and r["image"]["target"] == "sm90"
 
 
-def test_pro_recipe_does_not_fit_one_h200_node():
-    """The sizing rule is what picks two nodes: the same recipe on one node fails it."""
-    r = raw("mimo-v2.5-pro-h200x16")
-    assert R.semantic_errors(r, r["name"]) == []
-    one = copy.deepcopy(r)
-    one["hardware"]["nodes"] = 1
-    one["server_args"] = [
-        {"--tp-size": 8} if isinstance(a, dict) and "--tp-size" in a else a
-        for a in one["server_args"]
-    ]
-    errs = R.semantic_errors(one, one["name"])
-    assert any("do not fit" in e for e in errs), errs
+def test_h200_v25_recipes_keep_attention_tp_at_the_qkv_interleave():
+    """Attention TP (tp / attn-dp) = 4 for V2.5, 8 for V2.5-Pro (see test_startup.py
+    for SGLang's own verdict)."""
+    v25 = dict(R.server_arg_items(load("mimo-v2.5-h200x8")))
+    pro = dict(R.server_arg_items(load("mimo-v2.5-pro-h200x16")))
+    assert v25["--tp-size"] // v25["--attn-dp-size"] == 4
+    assert pro["--tp-size"] // pro["--attn-dp-size"] == 8
+    assert "--mm-enable-dp-encoder" in v25 and "--enable-dp-lm-head" in v25
 
 
 def _broken(name, mutate):
@@ -104,7 +100,13 @@ def _add_arg(arg):
 
 
 RULE_CASES = [
-    ("attn-dp with audio", "mimo-v2.5-h200x8", _add_arg({"--attn-dp-size": 2}), "#37059"),
+    ("attn-dp without dp encoder", "mimo-v2.5-h200x8",
+     lambda r: r["server_args"].remove("--mm-enable-dp-encoder"), "--mm-enable-dp-encoder"),
+    ("reason for an absent flag", "mimo-v2.5-gb10x4",
+     lambda r: r["reasons"].__setitem__("--ep-size", "why not"),
+     "reasons: --ep-size is not a flag of this recipe"),
+    ("no context length", "mimo-v2.5-gb10x4",
+     lambda r: r["server_args"].remove({"--context-length": 65536}), "needs --context-length"),
     ("mtp without speculative", "mimo-v2.5-h200x8", lambda r: r.pop("speculative"),
      "add the speculative block"),
     ("launcher-owned flag", "mimo-v2.5-gb10x4", _add_arg({"--node-rank": 0}),
@@ -268,15 +270,33 @@ def test_mtp_recipes_render_the_speculative_block(parsed):
         assert (p["speculative_algorithm"], p["speculative_num_steps"],
                 p["speculative_eagle_topk"], p["speculative_num_draft_tokens"],
                 p["enable_multi_layer_eagle"]) == ("EAGLE", 3, 1, 4, True)  # fmt: skip
-        assert x["env"]["SGLANG_ENABLE_SPEC_V2"] == "1"
+        assert "SGLANG_ENABLE_SPEC_V2" not in x["env"]  # read by nothing in v0.5.23
 
 
-def test_no_attention_dp_where_audio_is_served(parsed):
+def test_attention_dp_with_audio_needs_patch_0007(monkeypatch):
+    """Audio under attention DP hangs v0.5.23 (#37059) unless the series carries the
+    backport of #37060: without 0007 in patches/series the V2.5 H200 recipe is refused.
+    """
+    r = raw("mimo-v2.5-h200x8")
+    assert R.AUDIO_UNDER_ATTN_DP_PATCH in R.series_names()
+    assert R.semantic_errors(r, r["name"]) == []
+    without = [n for n in R.series_names() if n != R.AUDIO_UNDER_ATTN_DP_PATCH]
+    monkeypatch.setattr(R, "series_names", lambda: without)
+    errs = R.semantic_errors(r, r["name"])
+    assert any("#37059" in e and R.AUDIO_UNDER_ATTN_DP_PATCH in e for e in errs), errs
+    # The text-only Flash recipe has attention DP without needing it.
+    assert R.semantic_errors(raw("mimo-v2-flash-h200x8"), "mimo-v2-flash-h200x8") == []
+
+
+def test_audio_recipes_with_attention_dp_parse_as_dp_attention(parsed):
     good, _ = parsed
     for x in good:
-        if R.AUDIO_MODALITIES & set(load(x["recipe"])["model"]["modalities"]):
-            assert x["parsed"]["attn_dp_size"] == 1, x["recipe"]
-            assert x["parsed"]["enable_dp_attention"] is False, x["recipe"]
+        r = load(x["recipe"])
+        if (
+            R.AUDIO_MODALITIES & set(r["model"]["modalities"])
+            and x["parsed"]["attn_dp_size"] > 1
+        ):
+            assert R.AUDIO_UNDER_ATTN_DP_PATCH in R.series_names(), x["recipe"]
 
 
 def test_multi_node_ranks_are_consistent(parsed):

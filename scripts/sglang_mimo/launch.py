@@ -23,7 +23,9 @@ import json
 import os
 import sys
 
+from sglang_mimo import rank as K
 from sglang_mimo import recipes as R
+from sglang_mimo import run_docker, run_exec, run_k8s
 
 EXIT_BAD_INPUT = 2
 EXIT_BAD_RECIPE = 3
@@ -70,6 +72,12 @@ def add_parser(subparsers):
     )
     p.add_argument(
         "--python", default="python3", help="interpreter to exec (default python3)"
+    )
+    p.add_argument(
+        "--rdma-resource",
+        default=run_k8s.RDMA_RESOURCE,
+        help="k8s: device-plugin resource of the RDMA devices "
+        f"(default {run_k8s.RDMA_RESOURCE})",
     )
     p.add_argument("--recipes-dir", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -124,7 +132,16 @@ def _run(args, environ):
     if args.render == "k8s":
         need = R.used_placeholders(recipe) - {"rank_addr"}
         values = R.resolve_site(recipe, _given(args), environ, need)
-        manifest = R.lws_manifest(recipe, values, args.image or R.image_name(recipe))
+        addr = args.rank_addr or environ.get(R.SITE_INPUTS["rank_addr"][1])
+        rank_addrs = [a.strip() for a in addr.split(",")] if addr else None
+        manifest = run_k8s.lws_manifest(
+            recipe,
+            values,
+            args.image or run_docker.image_name(recipe),
+            head_addr=args.head_addr or environ.get(R.HEAD_ADDR_INPUT[1]),
+            rank_addrs=rank_addrs,
+            rdma_resource=args.rdma_resource,
+        )
         sys.stdout.write(R._yaml().safe_dump(manifest, sort_keys=False, width=100))
         return 0
 
@@ -138,28 +155,34 @@ def _run(args, environ):
                     f"recipe {recipe['name']} runs on {n} nodes: give --node-rank 0..{n - 1}"
                 )
             rank = 0
-        R.check_rank(recipe, rank)
+        K.check_rank(recipe, rank)
         ranks = [rank]
     head = args.head_addr or environ.get(R.HEAD_ADDR_INPUT[1])
     launches = [
-        R.render_rank(
+        K.render_rank(
             recipe, rank, _site_for_rank(recipe, args, environ, rank, ranks), head
         )
         for rank in ranks
     ]
 
     if args.render == "docker":
-        image = args.image or R.image_name(recipe)
+        image = args.image or run_docker.image_name(recipe)
         for launch in launches:
             print(f"# {recipe['name']}: node rank {launch.node_rank} of {n}")
-            argv = R.docker_argv(recipe, launch, image)
-            print(R.shell_line(argv, breaks={argv.index(image)}))
+            argv = run_docker.docker_argv(recipe, launch, image)
+            print(K.shell_line(argv, breaks={argv.index(image)}))
         return 0
     (launch,) = launches
+    model = K.argv_value(launch.argv, "--model-path")
     if args.dry_run:
-        _print_launches([launch], args.json, args.python)
+        if model and R.is_local_path(model) and not os.path.isdir(model):
+            print(f"launch: warning: --model-path {model}: no such directory here",
+                  file=sys.stderr)  # fmt: skip
+        _print_launches([launch], args.json, args.python, {recipe["name"]: recipe})
         return 0
-    return _exec(launch, args.python, environ)
+    if model:
+        R.check_model_path_here(model)
+    return run_exec.exec_rank(launch, args.python, environ)
 
 
 def _given(args):
@@ -188,29 +211,30 @@ def _site_for_rank(recipe, args, environ, rank, ranks):
 
 def _dry_run_all(args):
     """Every recipe and node rank with placeholder site values (RFC 5737 addresses)."""
-    out, problems = [], []
+    out, problems, loaded = [], [], {}
     for name in R.known_recipes(args.recipes_dir):
         try:
             recipe = _load(name, args)
         except _RecipeInvalid as e:
             problems.append(str(e))
             continue
+        loaded[name] = recipe
         for rank in range(recipe["hardware"]["nodes"]):
             out.append(
-                R.render_rank(
+                K.render_rank(
                     recipe,
                     rank,
-                    R.placeholder_site(recipe, rank),
-                    R.placeholder_head_addr(),
+                    K.placeholder_site(recipe, rank),
+                    K.placeholder_head_addr(),
                 )
             )
     if problems:
         raise _RecipeInvalid("\n".join(problems))
-    _print_launches(out, args.json, args.python)
+    _print_launches(out, args.json, args.python, loaded)
     return 0
 
 
-def _print_launches(launches, as_json, python):
+def _print_launches(launches, as_json, python, recipes):
     if as_json:
         json.dump([x.as_json() for x in launches], sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -220,18 +244,75 @@ def _print_launches(launches, as_json, python):
         argv = ["env", *(f"{k}={v}" for k, v in x.env.items())] if x.env else []
         breaks = {len(argv)}
         argv += [python, "-m", "sglang.launch_server", *x.argv]
-        print(R.shell_line(argv, breaks))
+        print(K.shell_line(argv, breaks))
+        print(_reasons_block(recipes[x.recipe], x))
+    print(_memory_table(recipes.values(), launches))
 
 
-def _exec(launch, python, environ):
-    env = dict(environ)
-    env.update(launch.env)
-    argv = [python, "-m", "sglang.launch_server", *launch.argv]
-    print(f"launch: {launch.recipe} node rank {launch.node_rank}: " + " ".join(argv),
-          file=sys.stderr, flush=True)  # fmt: skip
-    sys.stdout.flush()
+def _reasons_block(recipe, launch):
+    """Each flag with a reason, its rendered value and the reason beside it."""
+    reasons = recipe.get("reasons", {})
+    rows = []
+    for i, tok in enumerate(launch.argv):
+        if tok in reasons:
+            nxt = launch.argv[i + 1] if i + 1 < len(launch.argv) else ""
+            value = "" if nxt.startswith("--") else nxt
+            rows.append((f"{tok} {value}".strip(), reasons[tok]))
+    if not rows:
+        return "# (no flag departs from SGLang's defaults)"
+    width = min(max(len(f) for f, _ in rows), 40)
+    lines = ["# why each flag departs from SGLang's default:"]
+    lines += [f"#   {f:<{width}}  {why}" for f, why in rows]
+    return "\n".join(lines)
+
+
+def _memory_table(recipes, launches):
+    """Memory per GPU of each recipe shown, computed from the model's config.json."""
+    from sglang_mimo import sizing
+
+    shown = {x.recipe for x in launches}
+    rows = []
+    for r in recipes:
+        if r["name"] not in shown:
+            continue
+        model_dir = _model_dir_for_sizing(r, launches)
+        s = sizing.size_recipe(r, R.server_arg_items(r), model_dir)
+        hw = r["hardware"]
+        rows.append([
+            r["name"], f"{hw['nodes']}x{hw['gpus_per_node']} {hw['gpu']}",
+            f"{hw['gpu_memory_gib']}", f"{s.budget_gib:.1f}", f"{s.weights_gib:.1f}",
+            f"{s.kv_pool_gib:.1f}", f"{s.kv_bytes_per_token}",
+            f"{s.requests_per_dp_rank} x {s.context_length}", f"{s.kv_needed_gib:.1f}",
+            "yes" if s.fits else "NO", _shown_path(model_dir / "config.json"),
+        ])  # fmt: skip
+    head = ["recipe", "GPUs", "GiB/GPU", "static GiB", "weights GiB", "KV pool GiB",
+            "KV B/token", "reqs/DP x ctx", "KV needed GiB", "fits", "config"]  # fmt: skip
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
+    out = ["# memory per GPU (sglang_mimo.sizing, from the model's config.json):"]
+    for row in [head, *rows]:
+        out.append(
+            "# " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+        )
+    return "\n".join(out)
+
+
+def _shown_path(path):
     try:
-        os.execvpe(python, argv, env)
-    except FileNotFoundError:
-        _err(f"{python} not found")
-        return 127
+        return str(path.relative_to(R.paths.REPO))
+    except ValueError:
+        return str(path)
+
+
+def _model_dir_for_sizing(recipe, launches):
+    """The checkpoint's own config.json when --model-path is a local checkpoint,
+    else the released config shipped in recipes/configs."""
+    from pathlib import Path
+
+    from sglang_mimo import sizing
+
+    for x in launches:
+        if x.recipe == recipe["name"]:
+            path = K.argv_value(x.argv, "--model-path")
+            if path and (Path(path) / "config.json").is_file():
+                return Path(path)
+    return sizing.config_dir(recipe["model"]["id"])

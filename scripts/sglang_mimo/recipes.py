@@ -1,18 +1,16 @@
-"""Launch recipes (``recipes/*.yaml``): loading, validation and rendering.
+"""Launch recipes (``recipes/*.yaml``): the data, its validation and the per-site values.
 
 A recipe is data: model, hardware, image target, per-site inputs, environment and the
-arguments of ``python3 -m sglang.launch_server``. This module checks a recipe against
-``recipes/schema.json`` and against the project's own rules (see ``semantic_errors``),
-and turns it into the environment and argv of one node rank, a ``docker run`` line, or
-a Kubernetes LeaderWorkerSet manifest. It never starts anything; ``launch.py`` does.
+arguments of ``python3 -m sglang.launch_server``. This module loads a recipe, checks it
+against ``recipes/schema.json`` and the project's own rules (``semantic_errors``) and
+resolves the per-site values. Rendering one rank is ``rank.py``; the runners are
+``run_exec.py``, ``run_docker.py`` and ``run_k8s.py``; SGLang's own startup checks are
+``startup.py`` and memory sizing ``sizing.py``. ``launch.py`` reads top-down over them.
 """
 
-import copy
 import ipaddress
 import json
 import re
-import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from sglang_mimo import paths
@@ -38,19 +36,15 @@ SPEC_FLAGS = (
     "--speculative-num-draft-tokens",
     "--enable-multi-layer-eagle",
 )
-SPEC_ENV = {"SGLANG_ENABLE_SPEC_V2": "1"}
-# Attention data parallelism, which hangs audio requests on v0.5.23 (sglang#37059).
+# Attention data parallelism: on v0.5.23 an audio request hangs the server under it
+# (sglang#37059) unless the series carries the backport of sglang#37060.
 ATTN_DP_FLAGS = ("--attn-dp-size", "--attention-data-parallel-size")
 AUDIO_MODALITIES = {"audio", "transcription"}
+AUDIO_UNDER_ATTN_DP_PATCH = "0007-mimo-audio-reduce-over-attn-tp-group.patch"
 
-# Values used by ``--dry-run`` without a recipe: RFC 5737 documentation addresses.
-PLACEHOLDER_HEAD_PORT = 29500
-
-
-def placeholder_rank_addr(rank):
-    return f"192.0.2.{10 + rank}"
-
-
+# The head's torch.distributed port: the same number in the launcher, its docs, the
+# image docs and the Kubernetes render (overridable per run with --head-addr HOST:PORT).
+HEAD_PORT = 20000
 PLACEHOLDER_RE = re.compile(r"\{([a-z][a-z_]*)\}")
 
 
@@ -216,15 +210,28 @@ def semantic_errors(recipe, name=None, allowlist=None):
     if not recipe["model"]["mtp"] and "speculative" in recipe:
         errs.append("speculative: the model has no MTP layers; drop the block")
 
-    # Attention DP and audio (sgl-project/sglang#37059).
+    # Attention DP and audio (sgl-project/sglang#37059, fixed by #37060 = patch 0007).
     audio = AUDIO_MODALITIES & set(recipe["model"]["modalities"])
     attn_dp = _flag_value(recipe, *ATTN_DP_FLAGS)
     if audio and attn_dp is not None and int(attn_dp) > 1:
-        errs.append(
-            f"server_args: --attn-dp-size {attn_dp} with {'/'.join(sorted(audio))} "
-            "served: audio requests hang under attention DP on v0.5.23 "
-            "(sgl-project/sglang#37059)"
-        )
+        if AUDIO_UNDER_ATTN_DP_PATCH not in series_names():
+            errs.append(
+                f"server_args: --attn-dp-size {attn_dp} with {'/'.join(sorted(audio))} "
+                "served: audio requests hang under attention DP on v0.5.23 "
+                f"(sgl-project/sglang#37059) unless patches/series carries "
+                f"{AUDIO_UNDER_ATTN_DP_PATCH}"
+            )
+        if "--mm-enable-dp-encoder" not in flags:
+            errs.append(
+                f"server_args: --attn-dp-size {attn_dp} with a multimodal model needs "
+                "--mm-enable-dp-encoder (the vision encoder refuses attention TP "
+                "narrower than TP otherwise)"
+            )
+
+    # Reasons: every flag with a reason is one the recipe renders.
+    rendered = set(flags) | (set(SPEC_FLAGS) if recipe.get("speculative") else set())
+    for flag in sorted(set(recipe.get("reasons", {})) - rendered):
+        errs.append(f"reasons: {flag} is not a flag of this recipe")
 
     # Parallel layout against the hardware.
     hw = recipe["hardware"]
@@ -240,23 +247,24 @@ def semantic_errors(recipe, name=None, allowlist=None):
     if attn_dp is not None and tp % int(attn_dp):
         errs.append(f"server_args: --attn-dp-size {attn_dp} must divide --tp-size {tp}")
 
-    # Weights against memory.
-    model = recipe["model"]
-    frac = _flag_value(recipe, "--mem-fraction-static")
-    if "total_params_b" in model and frac is not None:
-        per_gpu_gib = (
-            model["total_params_b"]
-            * 1e9
-            * model["weight_bytes_per_param"]
-            / gpus
-            / 2**30
-        )
-        budget = float(frac) * hw["gpu_memory_gib"]
-        if per_gpu_gib >= budget:
+    # Memory per GPU, from the model's released config (sizing.py).
+    for flag in ("--mem-fraction-static", "--max-running-requests", "--context-length"):
+        if _flag_value(recipe, flag) is None:
             errs.append(
-                f"hardware: about {per_gpu_gib:.0f} GiB of weights per GPU do not fit "
-                f"--mem-fraction-static {frac} x {hw['gpu_memory_gib']} GiB = {budget:.0f} GiB"
+                f"server_args: needs {flag} (the memory check sizes against it)"
             )
+    if not errs and tp * pp * dp == gpus:
+        from sglang_mimo import sizing
+
+        try:
+            fit = sizing.size_recipe(
+                recipe, items, sizing.config_dir(recipe["model"]["id"])
+            )
+        except (FileNotFoundError, ValueError) as e:
+            errs.append(f"memory: {e}")
+        else:
+            if sizing.problem(recipe, fit):
+                errs.append(sizing.problem(recipe, fit))
 
     # Placeholders and per-site values.
     used = used_placeholders(recipe)
@@ -280,9 +288,14 @@ def semantic_errors(recipe, name=None, allowlist=None):
                     f"env.{section}: {key} is not in recipes/env-allowlist.yaml "
                     "(variables SGLang, PyTorch or NCCL read)"
                 )
-            if key in SPEC_ENV:
-                errs.append(f"env.{section}: {key} comes from the speculative block")
     return errs
+
+
+def series_names():
+    """Patch file names of patches/series (the one series parser)."""
+    from sglang_mimo.series import read_series
+
+    return read_series()
 
 
 def validate(data, name=None):
@@ -324,13 +337,45 @@ def check_head_addr(value, what="--head-addr"):
     m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):([0-9]{1,5})", value.strip())
     if not m:
         raise RecipeError(
-            f"{what}: {value!r} is not HOST:PORT (e.g. 192.168.100.10:29500)"
+            f"{what}: {value!r} is not HOST:PORT (e.g. 192.168.100.10:{HEAD_PORT})"
         )
     host, port = m.group(1), int(m.group(2))
     check_host(host, what)
     if not 1 <= port <= 65535:
         raise RecipeError(f"{what}: port {port} is outside 1..65535")
     return value.strip()
+
+
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+def is_local_path(value):
+    """A --model-path that names a directory (absolute, ./x, ../x, ~/x, or one that
+    exists here), as opposed to a Hugging Face hub id (org/name)."""
+    v = value.strip()
+    return (
+        v.startswith(("/", "./", "../", "~"))
+        or v in (".", "..")
+        or not HUB_ID_RE.match(v)
+        or Path(v).exists()
+    )
+
+
+def normalize_model_path(value):
+    """Local paths become absolute (a relative one is relative to here); hub ids stay."""
+    if is_local_path(value):
+        return str(Path(value.strip()).expanduser().resolve())
+    return value.strip()
+
+
+def check_model_path_here(value):
+    """Before launching on this node: a local --model-path must be a directory here."""
+    if is_local_path(value) and not Path(value).is_dir():
+        raise RecipeError(
+            f"--model-path {value}: no such directory on this node (a local checkpoint "
+            "directory, or a hub id such as XiaomiMiMo/MiMo-V2.5)"
+        )
+    return value
 
 
 def check_site_value(key, value):
@@ -343,6 +388,8 @@ def check_site_value(key, value):
         return value
     if not value.strip() or "\n" in value:
         raise RecipeError(f"{flag}: empty or multi-line value")
+    if key == "model_path":
+        return normalize_model_path(value)
     return value
 
 
@@ -368,266 +415,3 @@ def resolve_site(recipe, given, environ, need=None):
             f"recipe {recipe['name']} needs per-site values:\n" + "\n".join(missing)
         )
     return values
-
-
-def substitute(text, values):
-    return PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], str(text))
-
-
-# ------------------------------------------------------------------------ rendering
-
-
-@dataclass
-class RankLaunch:
-    recipe: str
-    node_rank: int
-    env: dict = field(default_factory=dict)
-    argv: list = field(default_factory=list)
-
-    def as_json(self):
-        return {
-            "recipe": self.recipe,
-            "node_rank": self.node_rank,
-            "env": self.env,
-            "argv": self.argv,
-        }
-
-
-def _fmt(value):
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-def check_rank(recipe, node_rank):
-    n = recipe["hardware"]["nodes"]
-    if not isinstance(node_rank, int) or not 0 <= node_rank < n:
-        raise RecipeError(
-            f"--node-rank {node_rank} is outside 0..{n - 1} "
-            f"(recipe {recipe['name']} runs on {n} node{'s' if n > 1 else ''})"
-        )
-
-
-def spec_args(recipe):
-    spec = recipe.get("speculative")
-    if not spec:
-        return []
-    argv = [
-        "--speculative-algorithm", spec["algorithm"],
-        "--speculative-num-steps", str(spec["num_steps"]),
-        "--speculative-eagle-topk", str(spec["eagle_topk"]),
-        "--speculative-num-draft-tokens", str(spec["num_draft_tokens"]),
-    ]  # fmt: skip
-    if spec["multi_layer_eagle"]:
-        argv.append("--enable-multi-layer-eagle")
-    return argv
-
-
-def render_env(recipe, values):
-    env = {k: substitute(v, values) for k, v in recipe["env"]["common"].items()}
-    if recipe.get("speculative"):
-        env.update(SPEC_ENV)
-    env.update({k: substitute(v, values) for k, v in recipe["env"]["per_rank"].items()})
-    return env
-
-
-def render_argv(recipe, values, node_rank, head_addr, rank_flags=True):
-    argv = []
-    for flag, value in server_arg_items(recipe):
-        argv.append(flag)
-        if value is not None:
-            argv.append(substitute(_fmt(value), values))
-    argv += spec_args(recipe)
-    n = recipe["hardware"]["nodes"]
-    if n > 1 and rank_flags:
-        argv += [
-            "--nnodes",
-            str(n),
-            "--node-rank",
-            str(node_rank),
-            "--dist-init-addr",
-            head_addr,
-        ]
-    return argv
-
-
-def render_rank(recipe, node_rank, values, head_addr=None):
-    """Environment and ``sglang.launch_server`` argv of one node rank."""
-    check_rank(recipe, node_rank)
-    if recipe["hardware"]["nodes"] > 1:
-        if not head_addr:
-            flag, env = HEAD_ADDR_INPUT
-            raise RecipeError(
-                f"recipe {recipe['name']} is multi-node: give {flag} HOST:PORT "
-                f"(rank 0's address and a free port) or set ${env}"
-            )
-        head_addr = check_head_addr(head_addr)
-    return RankLaunch(
-        recipe=recipe["name"],
-        node_rank=node_rank,
-        env=render_env(recipe, values),
-        argv=render_argv(recipe, values, node_rank, head_addr),
-    )
-
-
-def placeholder_site(recipe, node_rank):
-    """Site values for a dry run without real inputs (documentation addresses)."""
-    values = {}
-    for key in used_placeholders(recipe):
-        spec = recipe["site"][key]
-        if key == "rank_addr":
-            values[key] = placeholder_rank_addr(node_rank)
-        else:
-            values[key] = spec.get("default") or spec.get("example") or f"<{key}>"
-    return values
-
-
-def placeholder_head_addr():
-    return f"{placeholder_rank_addr(0)}:{PLACEHOLDER_HEAD_PORT}"
-
-
-def image_name(recipe, repository="sglang-mimo"):
-    """Image of the recipe's target: ``<repository>:<distribution>-<target>``."""
-    return (
-        f"{repository}:{paths.load_pin()['distribution']}-{recipe['image']['target']}"
-    )
-
-
-def docker_argv(recipe, launch, image):
-    """``docker run`` argv for one rank (the container runs the server directly)."""
-    img = recipe["image"]
-    argv = [
-        "docker", "run", "-d",
-        "--name", f"{recipe['name']}-rank{launch.node_rank}",
-        "--gpus", "all", "--ipc=host", "--network", "host",
-        "--shm-size", img.get("shm_size", "32g"),
-    ]  # fmt: skip
-    if img.get("rdma"):
-        argv += ["--device", "/dev/infiniband", "--cap-add", "IPC_LOCK",
-                 "--ulimit", "memlock=-1"]  # fmt: skip
-    model = _argv_value(launch.argv, "--model-path")
-    if model and model.startswith("/"):
-        argv += ["-v", f"{model}:{model}:ro"]
-    else:
-        argv += ["-v", HF_CACHE_MOUNT]
-    for k, v in launch.env.items():
-        argv += ["-e", f"{k}={v}"]
-    argv += [image, "python3", "-m", "sglang.launch_server", *launch.argv]
-    return argv
-
-
-def _argv_value(argv, flag):
-    for i, tok in enumerate(argv[:-1]):
-        if tok == flag:
-            return argv[i + 1]
-    return None
-
-
-_ENV_ASSIGN_RE = re.compile(r"^[A-Z_][A-Z0-9_]*=")
-HF_CACHE_MOUNT = "${HOME}/.cache/huggingface:/root/.cache/huggingface"
-
-
-def shell_line(argv, breaks=()):
-    """A copy-pasteable command: one flag (or VAR=value) per continuation line, and a
-    line break before each token index in ``breaks``."""
-    lines = [[]]
-    prev = None
-    for i, tok in enumerate(argv):
-        brk = (
-            i in breaks
-            or tok.startswith("--")
-            or tok in ("-e", "-v")
-            or _ENV_ASSIGN_RE.match(tok)
-        )
-        if brk and lines[-1] and prev != "-e":
-            lines.append([])
-        lines[-1].append(f'"{tok}"' if tok == HF_CACHE_MOUNT else shlex.quote(tok))
-        prev = tok
-    return " \\\n    ".join(" ".join(line) for line in lines)
-
-
-def lws_manifest(recipe, values, image, head_port=PLACEHOLDER_HEAD_PORT):
-    """A LeaderWorkerSet (leaderworkerset.x-k8s.io/v1) running one group of all ranks.
-
-    Ranks come from LWS: the leader's address ($(LWS_LEADER_ADDRESS)), the group size and
-    each pod's worker index; this pod's address (SGLANG_HOST_IP) is the pod IP.
-    torch.distributed/NCCL as SGLang does it, no Ray.
-    """
-    n = recipe["hardware"]["nodes"]
-    vals = dict(values, rank_addr="$(POD_IP)")
-    env = render_env(recipe, vals)
-    argv = render_argv(recipe, vals, 0, None, rank_flags=False)
-    if n > 1:
-        argv += ["--nnodes", "$(LWS_GROUP_SIZE)", "--node-rank", "$(LWS_WORKER_INDEX)",
-                 "--dist-init-addr", f"$(LWS_LEADER_ADDRESS):{head_port}"]  # fmt: skip
-    env_list = [
-        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        {
-            "name": "LWS_WORKER_INDEX",
-            "valueFrom": {
-                "fieldRef": {
-                    "fieldPath": "metadata.labels['leaderworkerset.sigs.k8s.io/worker-index']"
-                }
-            },
-        },
-    ] + [{"name": k, "value": v} for k, v in env.items()]
-    port = int(_argv_value(argv, "--port") or 30000)
-    model = values.get("model_path", "")
-    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]
-    volumes = [
-        {
-            "name": "dshm",
-            "emptyDir": {
-                "medium": "Memory",
-                "sizeLimit": recipe["image"].get("shm_size", "32g").upper() + "i",
-            },
-        }
-    ]
-    if model.startswith("/"):
-        mounts.append({"name": "model", "mountPath": model, "readOnly": True})
-        volumes.append(
-            {"name": "model", "hostPath": {"path": model, "type": "Directory"}}
-        )
-
-    def pod(role):
-        container = {
-            "name": f"sglang-{role}",
-            "image": image,
-            "command": ["python3", "-m", "sglang.launch_server"],
-            "args": argv,
-            "env": env_list,
-            "resources": {
-                "limits": {"nvidia.com/gpu": recipe["hardware"]["gpus_per_node"]}
-            },
-            "volumeMounts": mounts,
-        }
-        if recipe["image"].get("rdma"):
-            container["securityContext"] = {"capabilities": {"add": ["IPC_LOCK"]}}
-        if role == "leader":
-            container["ports"] = [{"containerPort": port, "name": "http"}]
-            container["readinessProbe"] = {
-                "httpGet": {"path": "/health", "port": port},
-                "initialDelaySeconds": 120,
-                "periodSeconds": 10,
-            }
-        # Own copies per template: no YAML anchors/aliases in the output.
-        container = copy.deepcopy(container)
-        spec = {"containers": [container], "volumes": copy.deepcopy(volumes)}
-        if recipe["image"].get("rdma"):
-            # RoCE/IB interfaces are named as on the host (NCCL_SOCKET_IFNAME, NCCL_IB_HCA).
-            spec["hostNetwork"] = True
-            spec["dnsPolicy"] = "ClusterFirstWithHostNet"
-        return {"metadata": {"labels": {"role": role}}, "spec": spec}
-
-    lwt = {"size": n, "restartPolicy": "RecreateGroupOnPodRestart"}
-    if n > 1:
-        lwt["leaderTemplate"] = pod("leader")
-        lwt["workerTemplate"] = pod("worker")
-    else:
-        lwt["workerTemplate"] = pod("leader")
-    return {
-        "apiVersion": "leaderworkerset.x-k8s.io/v1",
-        "kind": "LeaderWorkerSet",
-        "metadata": {"name": recipe["name"].replace(".", "-")},
-        "spec": {"replicas": 1, "leaderWorkerTemplate": lwt},
-    }

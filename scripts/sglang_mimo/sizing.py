@@ -1,0 +1,279 @@
+"""Memory per GPU of a recipe, computed from the model's config.json.
+
+Weights per rank come from the config's shapes and its quantization: attention
+projections over the attention-TP group (KV heads replicated where there are fewer
+than attention-TP ranks), the dense MLP and the routed experts over the TP group
+(EP x MoE-TP = TP: each rank holds 1/TP of the expert weights either way), embedding
+and LM head over TP (over attention TP with --enable-dp-lm-head), the MTP layers like
+the main ones, the vision and audio encoders whole on every rank under
+--mm-enable-dp-encoder, else over attention TP. FP8 block-quantized checkpoints
+(``quantization_config.weight_block_size``) store their linear weights in 1 byte plus
+one float32 scale per block; embeddings, norms, routers and the encoders stay BF16.
+
+KV bytes per token per rank come from the head dims: a full-attention layer keeps
+``max(1, kv_heads / attn_tp) x (head_dim + v_head_dim)`` elements per token, a
+sliding-window layer the same with the ``swa_*`` dims, in the KV dtype (1 byte for
+``fp8_*``, else 2). SGLang sizes the sliding-window pool as
+``swa_full_tokens_ratio`` (default 0.8) of the full pool, so one full token costs
+``full + ratio x swa`` bytes; the MTP draft layers (sliding window) add theirs.
+
+The check: ``gpu_memory_gib x mem_fraction_static - weights`` must hold the KV of
+``max_running_requests / attn_dp`` requests (SGLang divides the cap over attention-DP
+ranks) at the recipe's ``--context-length`` (else the config's
+``max_position_embeddings``). Activations and CUDA graphs live in the rest
+(``1 - mem_fraction_static``), as SGLang reserves them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sglang_mimo import paths
+
+CONFIGS = paths.RECIPES / "configs"
+GIB = 2**30
+SWA_FULL_TOKENS_RATIO_DEFAULT = (
+    0.8  # ServerArgs.swa_full_tokens_ratio fallback, v0.5.23
+)
+
+
+@dataclass
+class Layout:
+    tp: int
+    attn_dp: int
+    enable_dp_lm_head: bool
+    dp_encoder: bool
+    kv_bytes: int
+    swa_ratio: float
+    mtp_layers: int
+
+    @property
+    def attn_tp(self):
+        return self.tp // self.attn_dp
+
+
+@dataclass
+class Sizing:
+    weights_gib: float
+    kv_bytes_per_token: int
+    budget_gib: float
+    kv_pool_gib: float
+    requests_per_dp_rank: int
+    context_length: int
+    kv_needed_gib: float
+    max_tokens: int
+
+    @property
+    def fits(self):
+        return self.kv_pool_gib >= self.kv_needed_gib
+
+    def as_json(self):
+        return {
+            "weights_gib": round(self.weights_gib, 2),
+            "kv_bytes_per_token": self.kv_bytes_per_token,
+            "budget_gib": round(self.budget_gib, 2),
+            "kv_pool_gib": round(self.kv_pool_gib, 2),
+            "requests_per_dp_rank": self.requests_per_dp_rank,
+            "context_length": self.context_length,
+            "kv_needed_gib": round(self.kv_needed_gib, 2),
+            "max_tokens": self.max_tokens,
+            "fits": self.fits,
+        }
+
+
+def config_dir(model_id):
+    """The directory holding the released config.json of a hub id (recipes/configs)."""
+    d = CONFIGS / model_id.split("/")[-1]
+    if not (d / "config.json").is_file():
+        raise FileNotFoundError(f"no released config for {model_id} in {CONFIGS}")
+    return d
+
+
+def load_config(model_dir):
+    with open(Path(model_dir) / "config.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _quant_bytes(cfg, quantization_flag):
+    """Bytes per quantized linear weight element (scales included)."""
+    qc = cfg.get("quantization_config") or {}
+    if qc.get("quant_method") == "fp8" or quantization_flag == "fp8":
+        block = qc.get("weight_block_size") or [128, 128]
+        return 1 + 4 / (block[0] * block[1])
+    if quantization_flag is None and not qc:
+        return 2
+    raise ValueError(
+        f"sizing knows FP8 block and BF16 weights; got quantization_config {qc!r}, "
+        f"--quantization {quantization_flag!r}"
+    )
+
+
+def _attn_params(cfg, swa, attn_tp):
+    p = "swa_" if swa else ""
+    h = cfg["hidden_size"]
+    heads = cfg.get(p + "num_attention_heads", cfg["num_attention_heads"])
+    kv = cfg.get(p + "num_key_value_heads", cfg["num_key_value_heads"])
+    hd = cfg.get(p + "head_dim", cfg["head_dim"])
+    vhd = cfg.get(p + "v_head_dim", cfg.get("v_head_dim", hd))
+    if heads % attn_tp:
+        raise ValueError(
+            f"{heads} attention heads do not split over attention TP {attn_tp}"
+        )
+    kv_local = max(1, kv // attn_tp)
+    q = h * heads * hd / attn_tp
+    k = h * kv_local * hd
+    v = h * kv_local * vhd
+    o = heads * vhd * h / attn_tp
+    return q + k + v + o
+
+
+def _kv_elems(cfg, swa, attn_tp):
+    p = "swa_" if swa else ""
+    kv = cfg.get(p + "num_key_value_heads", cfg["num_key_value_heads"])
+    hd = cfg.get(p + "head_dim", cfg["head_dim"])
+    vhd = cfg.get(p + "v_head_dim", cfg.get("v_head_dim", hd))
+    return max(1, kv // attn_tp) * (hd + vhd)
+
+
+def _vision_params(vc):
+    h, i, depth = vc["hidden_size"], vc["intermediate_size"], vc["depth"]
+    patch = vc["in_channels"] * vc["temporal_patch_size"] * vc["patch_size"] ** 2 * h
+    merged = h * vc["spatial_merge_size"] ** 2
+    merger = merged * merged + merged * vc["out_hidden_size"]
+    return depth * (4 * h * h + 3 * h * i) + patch + merger
+
+
+def _audio_params(ac, tok):
+    d, i, n = (
+        ac["input_local_dim"],
+        ac["input_local_intermediate_size"],
+        ac["input_local_layers"],
+    )
+    local = n * (4 * d * d + 3 * d * i)
+    proj = ac["group_size"] * d * ac["out_hidden_size"] + ac["out_hidden_size"] ** 2
+    total = local + proj
+    if tok:
+        dm, ffn = tok["d_model"], tok["encoder_ffn_dim"]
+        conv = tok["n_mels"] * dm * tok["kernel_size"] + dm * dm * tok["kernel_size"]
+        total += tok["encoder_layers"] * (4 * dm * dm + 2 * dm * ffn) + conv
+    return total
+
+
+def weight_bytes_per_rank(cfg, layout, quantization_flag=None, audio_tokenizer=None):
+    q = _quant_bytes(cfg, quantization_flag)
+    tp, attn_tp = layout.tp, layout.attn_tp
+    h, n = cfg["hidden_size"], cfg["num_hidden_layers"]
+    pattern = cfg.get("hybrid_layer_pattern") or [0] * n
+    moe = cfg.get("moe_layer_freq") or [0] * n
+    experts = cfg.get("n_routed_experts") or 0
+    total = 0.0
+    for i in range(n):
+        total += _attn_params(cfg, bool(pattern[i]), attn_tp) * q
+        if moe[i] and experts:
+            total += experts * 3 * h * cfg["moe_intermediate_size"] / tp * q
+            total += experts * h * 2  # router, BF16, every rank
+        else:
+            total += 3 * h * cfg["intermediate_size"] / tp * q
+        total += 2 * h * 2  # norms
+    vocab_split = attn_tp if layout.enable_dp_lm_head else tp
+    total += 2 * cfg["vocab_size"] * h / vocab_split * 2  # embedding + LM head, BF16
+    for _ in range(layout.mtp_layers):  # sliding-window attention + dense MLP + eh_proj
+        total += _attn_params(cfg, True, attn_tp) * q
+        total += (3 * h * cfg["intermediate_size"] / tp + 2 * h * h / tp) * q
+    encoders = 0
+    if "vision_config" in cfg:
+        encoders += _vision_params(cfg["vision_config"])
+    if "audio_config" in cfg:
+        encoders += _audio_params(cfg["audio_config"], audio_tokenizer)
+    total += encoders * 2 / (1 if layout.dp_encoder else attn_tp)
+    return total
+
+
+def kv_bytes_per_token(cfg, layout):
+    n = cfg["num_hidden_layers"]
+    pattern = cfg.get("hybrid_layer_pattern") or [0] * n
+    attn_tp = layout.attn_tp
+    full = sum(_kv_elems(cfg, False, attn_tp) for i in range(n) if not pattern[i])
+    swa = sum(_kv_elems(cfg, True, attn_tp) for i in range(n) if pattern[i])
+    swa += layout.mtp_layers * _kv_elems(cfg, True, attn_tp)
+    if not any(pattern):  # no sliding-window layers: one pool
+        return int((full + swa) * layout.kv_bytes)
+    return int((full + layout.swa_ratio * swa) * layout.kv_bytes)
+
+
+def _flag(items, *names, default=None):
+    for flag, value in items:
+        if flag in names:
+            return True if value is None else value
+    return default
+
+
+def layout_of(recipe, server_args):
+    """Parallel layout and KV settings of a recipe (``server_args``: (flag, value) pairs)."""
+    tp = int(_flag(server_args, "--tp-size", "--tensor-parallel-size", default=1))
+    attn_dp = int(_flag(server_args, "--attn-dp-size", default=1))
+    kv_dtype = str(_flag(server_args, "--kv-cache-dtype", default="auto"))
+    spec = recipe.get("speculative") or {}
+    return Layout(
+        tp=tp,
+        attn_dp=attn_dp,
+        enable_dp_lm_head=bool(
+            _flag(server_args, "--enable-dp-lm-head", default=False)
+        ),
+        dp_encoder=bool(_flag(server_args, "--mm-enable-dp-encoder", default=False)),
+        kv_bytes=1 if kv_dtype.startswith("fp8") else 2,
+        swa_ratio=float(
+            _flag(
+                server_args,
+                "--swa-full-tokens-ratio",
+                default=SWA_FULL_TOKENS_RATIO_DEFAULT,
+            )
+        ),
+        mtp_layers=spec.get("num_steps", 0) if spec else 0,
+    )
+
+
+def size_recipe(recipe, server_args, model_dir):
+    """The memory of one GPU of ``recipe`` with the config in ``model_dir``."""
+    cfg = load_config(model_dir)
+    tok_file = Path(model_dir) / "audio_tokenizer" / "config.json"
+    tok = json.loads(tok_file.read_text()) if tok_file.is_file() else None
+    layout = layout_of(recipe, server_args)
+    quant = _flag(server_args, "--quantization")
+    weights = weight_bytes_per_rank(cfg, layout, quant, tok) / GIB
+    per_token = kv_bytes_per_token(cfg, layout)
+    frac = float(_flag(server_args, "--mem-fraction-static"))
+    budget = recipe["hardware"]["gpu_memory_gib"] * frac
+    pool = budget - weights
+    reqs = max(1, int(_flag(server_args, "--max-running-requests")) // layout.attn_dp)
+    ctx = int(
+        _flag(server_args, "--context-length", default=cfg["max_position_embeddings"])
+    )
+    needed = reqs * ctx * per_token / GIB
+    return Sizing(
+        weights_gib=weights,
+        kv_bytes_per_token=per_token,
+        budget_gib=budget,
+        kv_pool_gib=pool,
+        requests_per_dp_rank=reqs,
+        context_length=ctx,
+        kv_needed_gib=needed,
+        max_tokens=max(0, int(pool * GIB / per_token)),
+    )
+
+
+def problem(recipe, sizing):
+    """A sentence saying why the recipe does not fit, or None."""
+    if sizing.fits:
+        return None
+    hw = recipe["hardware"]
+    return (
+        f"memory: {sizing.weights_gib:.1f} GiB of weights per GPU leave "
+        f"{sizing.kv_pool_gib:.1f} GiB of {sizing.budget_gib:.1f} GiB "
+        f"({hw['gpu_memory_gib']} GiB x --mem-fraction-static) for the KV cache; "
+        f"{sizing.requests_per_dp_rank} requests x {sizing.context_length} tokens x "
+        f"{sizing.kv_bytes_per_token} B/token need {sizing.kv_needed_gib:.1f} GiB: "
+        "lower --max-running-requests or --context-length, or add GPUs"
+    )
