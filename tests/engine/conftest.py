@@ -87,3 +87,31 @@ def omni(request):
 def flash(request):
     """MiMo-V2-Flash (text) on the tree under test."""
     return start_server(request, "flash", "flash")
+
+
+@pytest.fixture(scope="module")
+def omni_dp(request):
+    """MiMo-V2.5 omni at TP 4 with attention DP 2 (attention TP 2, the interleave of the
+    tiny checkpoint's fused qkv_proj) and the multimodal encoders data-parallel: the
+    shape of the 8 x H200 recipe, four ranks over gloo."""
+    return start_server(
+        request,
+        "omni-tp4-attndp2",
+        "omni",
+        extra_args=[
+            "--tp-size", "4",
+            "--attn-dp-size", "2",
+            "--mm-enable-dp-encoder",
+            "--disable-custom-all-reduce",
+        ],
+        env={
+            # Two cores for four ranks: one OpenMP thread each.
+            "SGLANG_CPU_OMP_THREADS_BIND": "0|1|0|1",
+            "OMP_NUM_THREADS": "1",
+            # The CUDA torch wheel ships libnccl.so.2, so SGLang would try NCCL on the
+            # CPU; a library path that does not exist switches its NCCL wrapper off,
+            # as on a CPU-only torch build (distributed/device_communicators/
+            # pynccl_wrapper.py reads SGLANG_NCCL_SO_PATH). Collectives go through gloo.
+            "SGLANG_NCCL_SO_PATH": "/nonexistent/libnccl.so.2",
+        },
+    )  # fmt: skip

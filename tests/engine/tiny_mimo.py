@@ -11,8 +11,9 @@ SGLang server loads with its real weight loader (``--load-format auto``):
   ``v_proj``/``out_proj``).
 - ``flash``: MiMo-V2-Flash (``MiMoV2FlashForCausalLM``), text only, split q/k/v.
 
-The configs are miniatures of the released ones: the same keys with the same encodings,
-small sizes. Differences that matter, and why:
+The configs are miniatures of the released ones (``recipes/configs/``): the same keys with
+the same encodings, small sizes. Differences that matter, and why:
+- no ``quantization_config``: the released FP8 block quantization needs GPU kernels;
 - attention-sink biases are off (``add_*_attention_sink_bias: false``): SGLang's CPU
   attention backend (``torch_native``) has no sinks;
 - a small byte-level BPE tokenizer with MiMo's special tokens and a small chat template,
@@ -139,119 +140,107 @@ def build_tokenizer(out_dir):
     return {t: fast.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
 
 
+RELEASED = Path(__file__).resolve().parents[2] / "recipes" / "configs"
+# The miniature's sizes. Every other key of the released config is kept, with its value
+# and encoding; see recipes/configs/SOURCES.md for where those come from.
+TINY_TEXT = {
+    "vocab_size": VOCAB,
+    "hidden_size": HIDDEN,
+    "intermediate_size": 128,
+    "moe_intermediate_size": 32,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "swa_num_attention_heads": 4,
+    "swa_num_key_value_heads": 4,
+    "head_dim": 24,
+    "v_head_dim": 16,
+    "swa_head_dim": 24,
+    "swa_v_head_dim": 16,
+    "sliding_window": 8,
+    "sliding_window_size": 8,
+    "attention_chunk_size": 8,
+    "hybrid_layer_pattern": [0, 1, 1, 0],
+    "moe_layer_freq": [0, 1, 1, 1],
+    "n_routed_experts": 8,
+    "num_experts_per_tok": 2,
+    "max_position_embeddings": 4096,
+    "num_nextn_predict_layers": 0,
+    # SGLang's CPU attention backend (torch_native) has no attention sinks.
+    "add_swa_attention_sink_bias": False,
+    "add_full_attention_sink_bias": False,
+}
+TINY_VISION = {
+    "depth": 2,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_heads": 2,
+    "num_key_value_heads": 2,
+    "qk_channels": 16,
+    "kv_channels": 16,
+    "out_hidden_size": HIDDEN,
+    "fullatt_block_indexes": [1],
+    "vit_window_attn_types": [-1, -1],
+}
+TINY_AUDIO = {
+    "speech_vocab_size": "65-65-65-65-65-65-65-65",
+    "speech_zeroemb_idx": "64-64-64-64-64-64-64-64",
+    "input_local_layers": 1,
+    "input_local_dim": 32,
+    "input_local_attn_heads": 2,
+    "input_local_head_dim": 16,
+    "input_local_intermediate_size": 64,
+    "out_hidden_size": HIDDEN,
+    "projection_layers": 1,
+    "add_post_norm": False,
+    "rope_theta": 640000.0,
+    "partial_rotary_factor": 1.0,
+}
+
+
+def released(kind):
+    name = {"omni": "MiMo-V2.5", "flash": "MiMo-V2-Flash"}[kind]
+    return json.loads((RELEASED / name / "config.json").read_text())
+
+
 def text_config(kind, ids):
-    cfg = {
-        "architectures": [
-            "MiMoV2ForCausalLM" if kind == "omni" else "MiMoV2FlashForCausalLM"
-        ],
-        "model_type": "mimo_v2",
-        "auto_map": {"AutoConfig": "configuration_mimo_v2.MiMoV2Config"},
-        "vocab_size": VOCAB,
-        "hidden_size": HIDDEN,
-        "intermediate_size": 128,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "head_dim": 16,
-        "v_head_dim": 8,
-        "swa_num_attention_heads": 4,
-        "swa_num_key_value_heads": 2,
-        "swa_head_dim": 16,
-        "swa_v_head_dim": 8,
-        "sliding_window": 8,
-        "sliding_window_size": 8,
-        "hybrid_layer_pattern": [0, 1, 1, 0],
-        "moe_layer_freq": [0, 1, 1, 1],
-        "add_swa_attention_sink_bias": False,
-        "add_full_attention_sink_bias": False,
-        "attention_value_scale": 0.707,
-        "n_routed_experts": 8,
-        "num_experts_per_tok": 2,
-        "moe_intermediate_size": 32,
-        "n_shared_experts": None,
-        "topk_method": "noaux_tc",
-        "scoring_func": "sigmoid",
-        "n_group": 1,
-        "topk_group": 1,
-        "norm_topk_prob": True,
-        "routed_scaling_factor": None,
-        "hidden_act": "silu",
-        "layernorm_epsilon": 1e-5,
-        "rms_norm_eps": 1e-5,
-        "attention_bias": False,
-        "attention_dropout": 0.0,
-        "max_position_embeddings": 4096,
-        "rope_theta": 5000000,
-        "swa_rope_theta": 10000,
-        "partial_rotary_factor": 0.5,
-        "tie_word_embeddings": False,
-        "encoder_only": False,
-        "use_cache": True,
-        "initializer_range": 0.02,
-        "bos_token_id": ids["<|endoftext|>"],
-        "eos_token_id": ids["<|im_end|>"],
-        "pad_token_id": ids["<|endoftext|>"],
-        "torch_dtype": "bfloat16",
-    }
+    """The released config with the miniature's sizes. Weights are bf16: the released
+    FP8 block quantization (``quantization_config``) needs GPU kernels."""
+    cfg = released(kind)
+    cfg.pop("quantization_config", None)
+    cfg.update(TINY_TEXT)
+    cfg.update(
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        torch_dtype="bfloat16",
+    )
     if kind == "omni":
-        cfg["attention_projection_layout"] = "fused_qkv"
+        cfg["auto_map"] = {"AutoConfig": "configuration_mimo_v2.MiMoV2Config"}
     return cfg
 
 
-def multimodal_config(ids):
+def multimodal_config(cfg, ids):
+    """vision_config / audio_config / processor_config: the released sections with the
+    miniature's sizes, and the special-token ids of the tiny tokenizer."""
+    vision = {**cfg.get("vision_config", {}), **TINY_VISION}
+    audio = {**cfg.get("audio_config", {}), **TINY_AUDIO}
+    processor = {
+        **cfg.get("processor_config", {}),
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "audio_token_id": ids["<|audio_pad|>"],
+        "audio_start_token_id": ids["<|mimo_audio_start|>"],
+        "audio_end_token_id": ids["<|mimo_audio_end|>"],
+        "video_start_token_id": ids["<|video_start|>"],
+        "video_end_token_id": ids["<|video_end|>"],
+    }
     return {
-        "vision_config": {
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "num_key_value_heads": 2,
-            "qk_channels": 16,
-            "kv_channels": 16,
-            "in_channels": 3,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "tokens_per_second": 2,
-            "window_size": 112,
-            "out_hidden_size": HIDDEN,
-            "fullatt_block_indexes": [1],
-            "hidden_act": "silu",
-            "vit_window_attn_types": [-1, -1],
-            "visual_token_window_size": -1,
-            "use_sink": False,
-        },
-        "audio_config": {
-            "speech_vocab_size": "65-65-65-65-65-65-65-65",
-            "speech_zeroemb_idx": "64-64-64-64-64-64-64-64",
-            "group_size": 4,
-            "audio_channels": 8,
-            "input_local_layers": 1,
-            "input_local_dim": 32,
-            "input_full_attention": True,
-            "input_local_attn_heads": 2,
-            "input_local_head_dim": 16,
-            "input_local_intermediate_size": 64,
-            "out_hidden_size": HIDDEN,
-            "rope_theta": 640000.0,
-            "partial_rotary_factor": 1.0,
-            "projection_layers": 1,
-            "add_post_norm": False,
-            "audio_segment_size": 6000,
-        },
-        "processor_config": {
-            "audio_sampling_rate": 24000,
-            "use_video_timestamps": True,
-            "vision_start_token_id": ids["<|vision_start|>"],
-            "vision_end_token_id": ids["<|vision_end|>"],
-            "image_token_id": ids["<|image_pad|>"],
-            "video_token_id": ids["<|video_pad|>"],
-            "audio_token_id": ids["<|audio_pad|>"],
-            "audio_start_token_id": ids["<|mimo_audio_start|>"],
-            "audio_end_token_id": ids["<|mimo_audio_end|>"],
-            "video_start_token_id": ids["<|video_start|>"],
-            "video_end_token_id": ids["<|video_end|>"],
-        },
+        "vision_config": vision,
+        "audio_config": audio,
+        "processor_config": processor,
         "image_token_id": ids["<|image_pad|>"],
         "video_token_id": ids["<|video_pad|>"],
         "audio_token_id": ids["<|audio_pad|>"],
@@ -259,18 +248,23 @@ def multimodal_config(ids):
 
 
 def fingerprint():
-    """Changes whenever this file changes: the cache key of written checkpoints."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    """Changes whenever this file or a released config changes: the cache key of
+    written checkpoints."""
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    for kind in ("omni", "flash"):
+        h.update(json.dumps(released(kind), sort_keys=True).encode())
+    return h.hexdigest()[:12]
 
 
 def write_checkpoint(out, kind):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ids = build_tokenizer(out)
-    (out / "configuration_mimo_v2.py").write_text(CONFIGURATION_PY)
     cfg = text_config(kind, ids)
+    if "auto_map" in cfg:
+        (out / "configuration_mimo_v2.py").write_text(CONFIGURATION_PY)
     if kind == "omni":
-        cfg.update(multimodal_config(ids))
+        cfg.update(multimodal_config(cfg, ids))
         cfg["auto_map"]["AutoProcessor"] = "processing_mimo_v2.MiMoV2Processor"
         (out / "processing_mimo_v2.py").write_text(PROCESSING_PY)
         (out / "processor_config.json").write_text(
