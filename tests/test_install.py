@@ -41,7 +41,8 @@ def installed(tmp_path_factory):
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("PYTHONPATH", "SGLANG_MIMO_REPO", "SGLANG_MIMO_BUILD")
+        if k
+        not in ("PYTHONPATH", "SGLANG_MIMO_REPO", "SGLANG_MIMO_BUILD", "XDG_CACHE_HOME")
     }
     # A copy of the source: an in-tree build leaves build/ and *.egg-info behind.
     src = base / "src"
@@ -60,42 +61,18 @@ def installed(tmp_path_factory):
     )  # fmt: skip
     (wheel,) = dist.glob("sglang_mimo-*.whl")
     venv = base / "venv"
-    run(
-        [
-            sys.executable,
-            "-m",
-            "venv",
-            "--without-pip",
-            "--system-site-packages",
-            str(venv),
-        ]
-    )
     py = venv / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", str(py), "install", "-q"]
     run(
-        [sys.executable, "-m", "pip", "--python", str(py), "install", "-q",
-         "--no-deps", "--no-index", str(wheel)]
+        [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)],
+        env=env,
     )  # fmt: skip
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("PYTHONPATH", "SGLANG_MIMO_REPO", "SGLANG_MIMO_BUILD")
-    }
+    run([*pip, "--no-deps", "--no-index", str(wheel)], env=env)
     env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"
     env["HOME"] = str(base / "home")  # the installed CLI's cache goes under ~/.cache
     if run([str(py), "-c", "import yaml"], check=False, env=env).returncode != 0:
         # The base interpreter has no pyyaml: the one dependency, from the index.
-        run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "--python",
-                str(py),
-                "install",
-                "-q",
-                "pyyaml",
-            ]
-        )
+        run([*pip, "pyyaml"], env=env)
     cwd = base / "elsewhere"
     cwd.mkdir()
     return venv, env, cwd, wheel
