@@ -604,8 +604,10 @@ def test_push_then_pull_by_digest_and_run_as_the_readme_says(built, registry):
 
 @pytest.fixture
 def node(engine, tmp_path):
-    """Another node without a registry: a network namespace with sshd on its loopback
-    and a Docker engine of its own (data root, socket), as GB10 ranks 1-3 are."""
+    """Another node without a registry: a network namespace with sshd on its loopback,
+    and a Docker engine of its own (data root, socket; no network) that sshd's sessions
+    use as their `docker`. (The engine runs outside the namespace: `ip netns exec`
+    remounts /sys without the cgroup tree a container needs.)"""
     ns = f"sglang-mimo-node-{os.getpid()}"
     d = Path(tempfile.mkdtemp(prefix="node-", dir=REPO / "build"))
     sock = d / "docker.sock"
@@ -616,8 +618,7 @@ def node(engine, tmp_path):
         dockerd_log = open(d / "dockerd.log", "w")
         procs.append(
             subprocess.Popen(
-                ["ip", "netns", "exec", ns, "dockerd",
-                 "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
+                ["dockerd", "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
                  "--pidfile", str(d / "docker.pid"), "-H", f"unix://{sock}",
                  "--bridge", "none", "--iptables=false", "--ip-masq=false"],
                 stdout=dockerd_log, stderr=subprocess.STDOUT,
