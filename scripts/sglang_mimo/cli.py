@@ -29,7 +29,7 @@ SUBCOMMAND_MODULES = [
 NEEDS_CHECKOUT = {
     "docs": "README.md",
     "changelog": "CHANGELOG.md",
-    "rebase": "tests/requirements.txt",
+    "rebase": "pyproject.toml",
     "export-pr": "tests/regression",
 }
 

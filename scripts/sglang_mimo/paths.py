@@ -55,13 +55,20 @@ class NotACheckout(Exception):
 
 
 def require_checkout(what):
-    """Raise NotACheckout unless REPO is a checkout holding ``what`` (a relative path)."""
-    if INSTALLED or not (REPO / what).exists():
+    """Raise NotACheckout when REPO is an installed package's copy, or lacks ``what``."""
+    todo = (
+        "run it from a clone (`pip install -e .` there, or `PYTHONPATH=scripts "
+        "python3 -m sglang_mimo.cli ...`), or point SGLANG_MIMO_REPO at the clone"
+    )
+    if INSTALLED:
+        raise NotACheckout(
+            "this command needs a checkout of the sglang-mimo repository, not the "
+            f"copy of the series and recipes an installed package carries: {todo}"
+        )
+    if not (REPO / what).exists():
         raise NotACheckout(
             f"this command needs a checkout of the sglang-mimo repository ({what} "
-            f"is not in {REPO}): run it from a clone (`pip install -e .` there, or "
-            "`PYTHONPATH=scripts python3 -m sglang_mimo.cli ...`), or point "
-            "SGLANG_MIMO_REPO at the clone"
+            f"is not in {REPO}): {todo}"
         )
     return REPO / what
 
