@@ -594,7 +594,7 @@ def test_push_then_pull_by_digest_and_run_as_the_readme_says(built, registry):
         out = sh(["bash", "-euo", "pipefail", "-c", script])
         assert f"{image}@{digest}" in inspect(built[target])["RepoDigests"]
         assert inspect(built[target])["Architecture"] == TARGETS[target][0]
-        listed = out.stdout.splitlines()
+        listed = [line for line in out.stdout.splitlines() if line.strip()]
         patches = img.series_patches()
         i = listed.index(patches[0])
         assert listed[i : i + len(patches)] == patches  # `patches`
