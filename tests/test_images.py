@@ -605,9 +605,11 @@ def test_push_then_pull_by_digest_and_run_as_the_readme_says(built, registry):
 @pytest.fixture
 def node(engine, tmp_path):
     """Another node without a registry: a network namespace with sshd on its loopback,
-    and a Docker engine of its own (data root, socket; no network) that sshd's sessions
-    use as their `docker`. (The engine runs outside the namespace: `ip netns exec`
-    remounts /sys without the cgroup tree a container needs.)"""
+    and a Docker engine of its own (data root, socket, no bridge) in the same namespace,
+    which sshd's sessions use as their `docker`. The engine enters only the network
+    namespace (nsenter): `ip netns exec` would remount /sys without the cgroup tree
+    its containers need; and a `--bridge none` engine deletes its namespace's docker0,
+    which on the host is the test engine's bridge."""
     ns = f"sglang-mimo-node-{os.getpid()}"
     d = Path(tempfile.mkdtemp(prefix="node-", dir=REPO / "build"))
     sock = d / "docker.sock"
@@ -618,7 +620,7 @@ def node(engine, tmp_path):
         dockerd_log = open(d / "dockerd.log", "w")
         procs.append(
             subprocess.Popen(
-                ["dockerd", "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
+                ["nsenter", f"--net=/run/netns/{ns}", "dockerd", "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
                  "--pidfile", str(d / "docker.pid"), "-H", f"unix://{sock}",
                  "--bridge", "none", "--iptables=false", "--ip-masq=false"],
                 stdout=dockerd_log, stderr=subprocess.STDOUT,
