@@ -43,7 +43,9 @@ clean:
 	rm -rf build
 
 # The per-arch images (docker/): installs the engine and tools (root, Debian),
-# builds both targets with the real `docker buildx bake` on stand-in bases, checks them.
+# builds both targets with the real `docker buildx bake` on stand-in bases, checks them,
+# pushes and pulls them through a loopback registry, copies one over ssh; and checks
+# that the release workflow's `bake --print` is what it pushes.
 image-test: venv
 	bash tests/images/setup.sh $(PY)
-	SGLANG_MIMO_IMAGE_TEST=1 PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest tests/test_images.py $(PYTEST_ARGS)
+	SGLANG_MIMO_IMAGE_TEST=1 PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest tests/test_images.py tests/test_release.py $(PYTEST_ARGS)

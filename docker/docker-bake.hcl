@@ -22,6 +22,20 @@ variable "NCCL_MIN_VERSION" { default = "" }
 // Where the images go: <IMAGE>:<distribution>-<target>.
 variable "IMAGE" { default = "sglang-mimo" }
 
+// The release workflow (.github/workflows/release.yml) sets RELEASE=1 and
+// IMAGE=<registry>/<namespace>/sglang-mimo; `--print` with the same two shows what it pushes.
+// A release adds two moving tags per target, <sglang version>-<target> and latest-<target>,
+// and SBOM + provenance attestations (BuildKit; the classic `docker` driver has none).
+variable "RELEASE" { default = "" }
+
+function "tags" {
+  params = [target]
+  result = concat(
+    ["${IMAGE}:${DISTRIBUTION}-${target}"],
+    notequal(RELEASE, "") ? ["${IMAGE}:${SGLANG_VERSION}-${target}", "${IMAGE}:latest-${target}"] : []
+  )
+}
+
 // Upstream's CUDA 13 release image of the pinned version: one multi-arch tag
 // (linux/amd64 and linux/arm64); each target takes its own platform from it.
 variable "BASE_IMAGE" { default = "lmsysorg/sglang:${SGLANG_TAG}-cu130" }
@@ -35,6 +49,7 @@ group "default" {
 target "_common" {
   context    = "."
   dockerfile = "docker/Dockerfile"
+  attest     = notequal(RELEASE, "") ? ["type=sbom", "type=provenance,mode=max"] : []
   args = {
     SGLANG_VERSION   = "${SGLANG_VERSION}"
     DISTRIBUTION     = "${DISTRIBUTION}"
@@ -54,7 +69,7 @@ target "sm90" {
     GPU_TARGET           = "sm90"
     TORCH_CUDA_ARCH_LIST = "9.0a"
   }
-  tags = ["${IMAGE}:${DISTRIBUTION}-sm90"]
+  tags = tags("sm90")
 }
 
 // GB10 / DGX Spark (Grace-Blackwell, sm_121a)
@@ -66,5 +81,5 @@ target "sm121a" {
     GPU_TARGET           = "sm121a"
     TORCH_CUDA_ARCH_LIST = "12.1a"
   }
-  tags = ["${IMAGE}:${DISTRIBUTION}-sm121a"]
+  tags = tags("sm121a")
 }

