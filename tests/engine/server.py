@@ -27,6 +27,9 @@ SHIMS = Path(__file__).resolve().parent / "shims"
 BASE_ARGS = [
     "--device", "cpu",
     "--attention-backend", "torch_native",
+    # What a CPU without AMX picks by itself; named so a CPU with AMX (amx_attn, which
+    # has no windowed attention) runs the same.
+    "--mm-attention-backend", "sdpa",
     "--disable-cuda-graph",
     "--mem-fraction-static", "0.05",
     "--max-total-tokens", "16384",

@@ -149,8 +149,11 @@ TINY_TEXT = {
     "intermediate_size": 128,
     "moe_intermediate_size": 32,
     "num_hidden_layers": 4,
+    # 4 key-value heads, as released: the fused qkv_proj interleave, and divisible by
+    # the TP 4 of the attention-DP test (on the CPU, SGLang pads heads that TP does not
+    # divide, configs/update_config.py adjust_config_with_unaligned_cpu_tp).
     "num_attention_heads": 4,
-    "num_key_value_heads": 2,
+    "num_key_value_heads": 4,
     "swa_num_attention_heads": 4,
     "swa_num_key_value_heads": 4,
     "head_dim": 24,
