@@ -18,7 +18,8 @@ from cli_helpers import run_cli
 from sglang_mimo import export_pr, paths, series, trees
 from sglang_mimo.rebase import FORMAT_PATCH
 
-PATCH = series.read_series()[0]
+# export-pr exports our own fixes only (a Backport carries upstream's PR)
+PATCH = next(p.name for p in series.load_series() if series.status_word(p) == "Pending")
 STEM = PATCH.removesuffix(".patch")
 BRANCH = f"mimo/{STEM}"
 
