@@ -290,8 +290,9 @@ def test_no_accelerator_returns_unpinned(video_path, backend, gpu_engine, monkey
     if torch.accelerator.is_available():
         monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
     else:
-        with pytest.raises(RuntimeError, match="accelerator"):
-            torch.zeros(1).pin_memory()  # what v0.5.23 runs into here
+        # what v0.5.23 runs into here ("Found no NVIDIA driver on your system")
+        with pytest.raises(RuntimeError):
+            torch.zeros(1).pin_memory()
     got = decode_as_tensor(backend, video_path)
     assert not got.is_pinned()
     np.testing.assert_array_equal(got.numpy(), expected_frames(backend, video_path))
