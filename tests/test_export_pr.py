@@ -158,6 +158,29 @@ def test_pr_body_follows_sglang_template(exported):
     assert moved_test(checkout) in text
     for n in patch.upstream_prs:
         assert f"#{n}" in text
+    # causes and closed attempts are Related, never "earlier PRs for this fix"
+    assert "Earlier upstream PR" not in text
+    for n, why in patch.related_prs:
+        assert f"#{n} ({why})" in text
+
+
+def test_export_refuses_a_backport(exported, tmp_path):
+    """A Backport carries upstream's own PR: there is nothing of ours to send."""
+    checkout, *_ = exported
+    backport = next(
+        p for p in series.load_series() if series.status_word(p) == "Backport"
+    )
+    proc = run_cli(
+        "export-pr",
+        backport.name[:4],
+        "--checkout",
+        checkout,
+        "--out",
+        tmp_path / "b.md",
+    )
+    assert proc.returncode == 2
+    assert "backport" in proc.stdout and backport.status_url in proc.stdout
+    assert not (tmp_path / "b.md").exists()
 
 
 def test_export_refuses_what_it_cannot_do(exported, tmp_path):

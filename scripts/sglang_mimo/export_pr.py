@@ -28,7 +28,7 @@ on the branch, and the outcome goes into the body.
 
 Exit codes: 0 done; 1 the patch does not apply to the checkout, or --verify
 found the test not failing before / not passing after; 2 usage (no such patch,
-no fixes-test); 3 DIR is not a git checkout of SGLang; 4 the checkout is not
+no fixes-test, or a Backport: upstream's own fix, nothing of ours to send); 3 DIR is not a git checkout of SGLang; 4 the checkout is not
 clean or the branch exists.
 """
 
