@@ -22,6 +22,13 @@ from sglang_mimo.rebase import FORMAT_PATCH
 PATCH = next(p.name for p in series.load_series() if series.status_word(p) == "Pending")
 STEM = PATCH.removesuffix(".patch")
 BRANCH = f"mimo/{STEM}"
+# Earlier patches on the same files (0002 stacks on 0001, a Backport): the
+# export is based on them, committed first as upstream's PR branch would be.
+BELOW = [
+    p
+    for p in series.load_series()[: series.read_series().index(PATCH)]
+    if set(p.files) & set(series.parse_patch(paths.PATCHES / PATCH).files)
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +37,10 @@ def exported(pinned_wheel, tmp_path_factory):
     checkout = trees.make_checkout(
         pinned_wheel, base / "sglang", paths.load_pin()["version"]
     )
+    for p in BELOW:
+        one = trees.single_patch_series(p.path, base / "below" / p.name)
+        proc = trees.run_apply("--commit", "--series", one, checkout)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
     start = trees.git(checkout, "rev-parse", "HEAD").strip()
     body = base / "pr.md"
     proc = run_cli(
