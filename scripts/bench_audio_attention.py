@@ -1,70 +1,93 @@
 #!/usr/bin/env python3
-"""Benchmark MiMo audio-encoder attention (patch 0006) on one CUDA GPU.
+"""Benchmark the multimodal attention backends of patches 0006/0008 on one CUDA GPU.
 
-Shapes like the MiMo audio tokenizer's encoder: head dim 64, 12 and 20 heads,
-(a) 16 clips of 100-1500 frames packed, (b) a 30-minute clip (~90,000 tokens
-at 50 tokens/s) as sglang packs it (30 segments of 3000) and (c) as one
-sequence; windows (128, 0) causal and full causal (-1, 0).
+Audio shapes like the MiMo audio tokenizer's encoder: head dim 64, 12 and 20
+heads, (a) 16 clips of 100-1500 frames packed, (b) a 30-minute clip (~90,000
+tokens at 50 tokens/s) as sglang packs it (30 segments of 3000) and (c) as one
+sequence; windows (128, 0) causal and full causal. Vision shapes like the
+MiMo-V2.5 vision tower's windowed blocks: 32 query heads over 8 KV heads, head
+dim 64, window (64, 64), not causal, with and without per-head sinks; 4 images
+of 4096 patches plus a 16x1024 video.
 
-Paths, each on the same packed bf16 q/k/v:
-  per-seq SDPA loop  - one 4-D SDPA call per clip, explicit [L, L] band mask
-  padded SDPA        - clips padded to the longest, one SDPA call, [B, 1, L, L] mask
-  torch varlen_attn  - torch.nn.attention.varlen.varlen_attn(window_size=...)
-  patch: fallback    - sdpa_varlen_attention() of the patch (blocked SDPA)
-  patch: chosen      - mimo_audio_varlen_attention() of the patch (what runs)
+Paths, each on the same packed q/k/v:
+  torch varlen_attn   - torch.nn.attention.varlen.varlen_attn(window_size=...),
+                        the reference kernel (no sinks; GQA expanded beforehand)
+  sdpa backend        - sdpa_band_attention() of patched layers/attention/vision.py
+                        (what VisionSdpaAttention runs for a causal/windowed layer)
+  triton_attn backend - context_attention_fwd() of patched
+                        kernels/ops/attention/prefill_attention.py (0008), as
+                        VisionTritonAttention calls it
 Time is the median of CUDA-event timed calls; memory is the peak allocated
 above the inputs during one call. Error is the max abs difference to a float32
-reference (blocked, explicit mask). OOM marks a path that cannot fit.
+reference (per clip and query block, explicit mask, independent of the
+patches). OOM marks a path that cannot fit.
 
-The patch's functions come from `sglang.srt.models.mimo_audio` when sglang is
-importable, else (--mimo-audio FILE) from that file's source: only the two
-functions and their module constants are executed, nothing else of sglang.
+--sglang DIR points at the patched tree's python/ folder (the one holding
+sglang/). sglang's dependencies need not be installed: only the two functions
+are loaded, the kernel module with a two-function stand-in for sglang.srt.utils
+(is_cuda/is_hip), written to a scratch folder.
 """
 
 import argparse
 import ast
-import logging
 import math
+import os
+import shutil
 import statistics
 import sys
+import tempfile
 
 import torch
 import torch.nn.functional as F
 
-WANTED = ("_SDPA_VARLEN_BLOCK", "_varlen_attn_failed")
-FUNCS = ("sdpa_varlen_attention", "mimo_audio_varlen_attention")
+KERNEL = "sglang/kernels/ops/attention/prefill_attention.py"
+VISION = "sglang/srt/layers/attention/vision.py"
 
 
-def load_patch_functions(path):
-    if path is None:
-        from sglang.srt.models import mimo_audio as m
-
-        return m.sdpa_varlen_attention, m.mimo_audio_varlen_attention
+def load_sdpa_band(sglang_python):
+    path = os.path.join(sglang_python, VISION)
     tree = ast.parse(open(path).read())
-    keep = []
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name in FUNCS:
-            keep.append(node)
-        elif isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id in WANTED for t in node.targets
-        ):
-            keep.append(node)
-    ns = {
-        "torch": torch,
-        "F": F,
-        "Optional": __import__("typing").Optional,
-        "Tuple": __import__("typing").Tuple,
-        "logger": logging.getLogger("mimo_audio"),
-    }
+    keep = [
+        n
+        for n in tree.body
+        if (isinstance(n, ast.FunctionDef) and n.name == "sdpa_band_attention")
+        or (
+            isinstance(n, ast.Assign)
+            and any(getattr(t, "id", "") == "_SDPA_BAND_BLOCK" for t in n.targets)
+        )
+    ]
+    assert len(keep) == 2, f"{path}: no sdpa_band_attention: is 0006 applied?"
+    ns = {"torch": torch, "F": F}
+    ns.update({k: getattr(__import__("typing"), k) for k in ("Optional", "Tuple")})
     exec(compile(ast.Module(body=keep, type_ignores=[]), path, "exec"), ns)
-    missing = [f for f in FUNCS if f not in ns]
-    assert not missing, f"{path} lacks {missing}: is the patch applied?"
-    return ns["sdpa_varlen_attention"], ns["mimo_audio_varlen_attention"]
+    return ns["sdpa_band_attention"]
 
 
-def band(n_q, n_k, window, device, q0=0, k0=0):
+def load_triton_kernel(sglang_python):
+    """Import the patched kernel module with nothing else of sglang."""
+    scratch = tempfile.mkdtemp(prefix="mini-sglang-")
+    pkg = os.path.join(scratch, "sglang")
+    for sub in ("", "srt", "kernels", "kernels/ops", "kernels/ops/attention"):
+        os.makedirs(os.path.join(pkg, sub), exist_ok=True)
+        open(os.path.join(pkg, sub, "__init__.py"), "w").close()
+    with open(os.path.join(pkg, "srt", "utils.py"), "w") as f:
+        f.write(
+            "import torch\n"
+            "def is_cuda():\n    return torch.cuda.is_available() and torch.version.cuda is not None\n"
+            "def is_hip():\n    return torch.version.hip is not None\n"
+        )
+    shutil.copy(os.path.join(sglang_python, KERNEL), os.path.join(scratch, KERNEL))
+    sys.path.insert(0, scratch)
+    from sglang.kernels.ops.attention.prefill_attention import context_attention_fwd
+
+    return context_attention_fwd
+
+
+def band(n_q, n_k, window, causal, device, q0=0):
     left, right = window
-    off = torch.arange(k0, k0 + n_k, device=device) - torch.arange(
+    if causal:
+        right = 0
+    off = torch.arange(n_k, device=device) - torch.arange(
         q0, q0 + n_q, device=device
     ).unsqueeze(1)
     m = torch.ones(n_q, n_k, dtype=torch.bool, device=device)
@@ -75,61 +98,25 @@ def band(n_q, n_k, window, device, q0=0, k0=0):
     return m
 
 
-def per_seq_sdpa(q, k, v, lengths, window):
-    out = torch.empty_like(q)
-    s = 0
-    for n in lengths:
-        sl = slice(s, s + n)
-        out[sl] = F.scaled_dot_product_attention(  # 4-D: fused kernels allowed
-            q[None, sl].transpose(1, 2),
-            k[None, sl].transpose(1, 2),
-            v[None, sl].transpose(1, 2),
-            attn_mask=band(n, n, window, q.device),
-        )[0].transpose(0, 1)
-        s += n
-    return out
-
-
-def padded_sdpa(q, k, v, lengths, window):
-    b, lmax, h, d = len(lengths), max(lengths), q.shape[1], q.shape[2]
-    idx = torch.cat(
-        [torch.arange(n, device=q.device) + i * lmax for i, n in enumerate(lengths)]
-    )
-
-    def pad(t):
-        p = t.new_zeros(b * lmax, h, d)
-        p[idx] = t
-        return p.view(b, lmax, h, d).transpose(1, 2)
-
-    valid = torch.zeros(b, lmax, dtype=torch.bool, device=q.device)
-    valid.view(-1)[idx] = True
-    mask = band(lmax, lmax, window, q.device) & valid[:, None, :]
-    mask |= ~valid[:, :, None]  # padded query rows: anything, dropped below
-    o = F.scaled_dot_product_attention(pad(q), pad(k), pad(v), attn_mask=mask[:, None])
-    return o.transpose(1, 2).reshape(b * lmax, h, d)[idx]
-
-
-def torch_varlen(q, k, v, cu, max_len, window):
-    from torch.nn.attention.varlen import varlen_attn
-
-    return varlen_attn(q, k, v, cu, cu, max_len, max_len, window_size=window)
-
-
-def reference(q, k, v, lengths, window, block=1024):
-    """float32, explicit mask, per clip and query block (independent of the patch)."""
+def reference(q, k, v, lengths, window, causal, sinks=None, block=1024):
+    """float32, explicit mask, per clip and query block."""
     q, k, v = q.float(), k.float(), v.float()
+    k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+    v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+    scale = 1 / math.sqrt(q.shape[-1])
     out = torch.empty_like(q)
     s = 0
     for n in lengths:
         for a in range(0, n, block):
             e = min(n, a + block)
-            m = band(e - a, n, window, q.device, q0=a)
-            out[s + a : s + e] = F.scaled_dot_product_attention(
-                q[s + a : s + e].transpose(0, 1),
-                k[s : s + n].transpose(0, 1),
-                v[s : s + n].transpose(0, 1),
-                attn_mask=m,
-            ).transpose(0, 1)
+            m = band(e - a, n, window, causal, q.device, q0=a)
+            scores = torch.einsum("ihd,jhd->hij", q[s + a : s + e], k[s : s + n])
+            scores = (scores * scale).masked_fill(~m, float("-inf"))
+            if sinks is not None:
+                sink = sinks.float()[:, None, None].expand(-1, e - a, 1)
+                scores = torch.cat([scores, sink], -1)
+            p = scores.softmax(-1)[..., :n]
+            out[s + a : s + e] = torch.einsum("hij,jhd->ihd", p, v[s : s + n])
         s += n
     return out
 
@@ -139,7 +126,7 @@ def measure(fn, min_time=0.3, max_iters=50):
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
     try:
-        out = fn()  # warm-up and memory
+        out = fn()  # warm-up (and Triton compile) and memory
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() - base
         times = []
@@ -157,124 +144,174 @@ def measure(fn, min_time=0.3, max_iters=50):
         torch.cuda.empty_cache()
         return "OOM", None, None
     except (RuntimeError, TypeError) as e:
-        return f"error: {str(e).splitlines()[0][:60]}", None, None
+        return f"error: {str(e).splitlines()[0][:70]}", None, None
 
 
-def check_fallback(chosen, dtype, dev, lengths):
-    """Stand-in for a GPU where varlen_attn has no kernel (sm_121 is unverified)."""
-    import torch.nn.attention.varlen as tv
-
-    real = tv.varlen_attn
-
-    def refuse(*a, **k):
-        raise RuntimeError("stand-in: no kernel image is available for execution")
-
-    q, k, v = (
-        torch.randn(sum(lengths), 12, 64, device=dev, dtype=dtype) for _ in range(3)
-    )
-    cu = torch.tensor([0] + lengths, device=dev).cumsum(0).to(torch.int32)
-    for window in ((128, 0), (-1, 0)):
-        tv.varlen_attn = refuse
-        try:
-            out = chosen(q, k, v, cu, max(lengths), window)
-        finally:
-            tv.varlen_attn = real
-        err = (out.float() - reference(q, k, v, lengths, window)).abs().max().item()
-        print(f"fallback {window}: max err {err:.4f}")
-        assert err < (2e-2 if dtype == torch.bfloat16 else 4e-3)
-    return 0
+def check_kernel(test_file):
+    """The float64-reference check of tests/regression/test_triton_window_sinks.py
+    (its REFERENCE code and CASES), compiled for this GPU, at the test's
+    tolerances; for machines where the test itself cannot import sglang."""
+    tree = ast.parse(open(test_file).read())
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") in (
+            "REFERENCE",
+            "CASES",
+        ):
+            found[node.targets[0].id] = ast.literal_eval(node.value)
+    ns = {}
+    exec(found["REFERENCE"], ns)
+    bad = 0
+    for dtype, tol in ((torch.bfloat16, 3e-2), (torch.float16, 4e-3)):
+        for heads, dim in ((16, 80), (20, 64), (32, 64)):
+            for i, case in enumerate(found["CASES"]):
+                finite, err = ns["run_case"](*case, "cuda", dtype, heads, dim, i)
+                ok = finite and err < tol
+                bad += not ok
+                print(
+                    f"{'ok  ' if ok else 'FAIL'} {dtype} {heads}x{dim} {case}: "
+                    f"max err {err:.5f}"
+                )
+    print(f"kernel check: {bad} failed")
+    return 1 if bad else 0
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--mimo-audio", help="patched models/mimo_audio.py to load")
+    ap.add_argument("--sglang", required=True, help="patched tree's python/ folder")
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"])
     ap.add_argument("--quick", action="store_true", help="16-clip cases only")
     ap.add_argument(
-        "--check-fallback",
-        action="store_true",
-        help="make varlen_attn raise once; the chosen path must fall back, exact",
+        "--check-kernel",
+        metavar="TEST_FILE",
+        help="run the float64 kernel check of this test file instead of timing",
     )
     args = ap.parse_args()
-    sdpa_varlen, chosen = load_patch_functions(args.mimo_audio)
+    sdpa_band = load_sdpa_band(args.sglang)
+    triton_fwd = load_triton_kernel(args.sglang)
+    if args.check_kernel:
+        return check_kernel(args.check_kernel)
+    from torch.nn.attention.varlen import varlen_attn
+
     dtype = getattr(torch, args.dtype)
     dev = torch.device("cuda")
+    cap = "".join(map(str, torch.cuda.get_device_capability()))
     print(
-        f"GPU: {torch.cuda.get_device_name()} (sm_{''.join(map(str, torch.cuda.get_device_capability()))}), torch {torch.__version__}, {args.dtype}, head dim 64"
+        f"GPU: {torch.cuda.get_device_name()} (sm_{cap}), torch {torch.__version__}, "
+        f"{args.dtype}"
     )
+
+    def triton_call(q, k, v, lengths, cu, window, causal, sinks=None):
+        out = torch.empty_like(q)
+        lens = cu[1:] - cu[:-1]
+        triton_fwd(
+            q,
+            k,
+            v,
+            out,
+            cu[:-1],
+            lens,
+            max(lengths),
+            is_causal=causal,
+            window_size=window,
+            sinks=sinks,
+        )
+        return out
+
+    def varlen_call(q, k, v, lengths, cu, window, causal):
+        left, right = window
+        w = (left, 0 if causal else right)
+        return varlen_attn(q, k, v, cu, cu, max(lengths), max(lengths), window_size=w)
+
     gen = torch.Generator().manual_seed(0)
     clips = torch.randint(100, 1501, (16,), generator=gen).tolist()
-    # sglang cuts audio into 6000-mel-frame segments (tokenize_audio_batch), so a
-    # 30-minute clip reaches the encoder as 30 packed sequences of 3000 tokens;
-    # the single 90,000-token sequence is the kernel's worst case.
-    shapes = [("16 clips", clips)]
+    audio = [("16 clips", clips)]
     if not args.quick:
-        shapes += [("30-min clip as served", [3000] * 30), ("30-min clip", [90000])]
-    paths = [
-        ("per-seq SDPA loop", lambda q, k, v, L, cu, w: per_seq_sdpa(q, k, v, L, w)),
-        ("padded SDPA+mask", lambda q, k, v, L, cu, w: padded_sdpa(q, k, v, L, w)),
-        (
-            "torch varlen_attn",
-            lambda q, k, v, L, cu, w: torch_varlen(q, k, v, cu, max(L), w),
-        ),
-        (
-            "patch: fallback (blocked SDPA)",
-            lambda q, k, v, L, cu, w: sdpa_varlen(q, k, v, cu, w),
-        ),
-        ("patch: chosen", lambda q, k, v, L, cu, w: chosen(q, k, v, cu, max(L), w)),
-    ]
-    if args.check_fallback:
-        return check_fallback(chosen, dtype, dev, clips)
-    for shape_name, lengths in shapes:
+        audio += [("30-min clip as served", [3000] * 30), ("30-min clip", [90000])]
+    cases = []
+    for name, lengths in audio:
         for heads in (12, 20):
             for wname, window in (
                 ("(128,0) causal", (128, 0)),
-                ("full causal", (-1, 0)),
+                ("full causal", (-1, -1)),
             ):
-                total = sum(lengths)
-                q, k, v = (
-                    torch.randn(total, heads, 64, device=dev, dtype=dtype)
-                    for _ in range(3)
+                cases.append(
+                    (f"audio {name}", lengths, heads, heads, window, True, False, wname)
                 )
-                cu = torch.tensor([0] + lengths, device=dev).cumsum(0).to(torch.int32)
-                ref = reference(q, k, v, lengths, window)
-                case = f"{shape_name} ({total} tok), {heads} heads, {wname}"
-                res = {}
-                for pname, fn in paths:
-                    if pname.startswith("padded") and len(lengths) == 1:
-                        res[pname] = ("= per-seq", None, None, None)
-                        continue
-                    out, ms, peak = measure(lambda: fn(q, k, v, lengths, cu, window))
-                    if ms is None:
-                        res[pname] = (out, None, None, None)
-                    else:
-                        err = (out.float() - ref).abs().max().item()
-                        res[pname] = ("ok", ms, peak, err)
-                    del out
-                    torch.cuda.empty_cache()
-                print(f"\n{case}")
-                print(
-                    f"  {'path':32s} {'time ms':>10s} {'peak MiB':>10s} {'max err':>9s}"
-                )
-                for pname, (st, ms, peak, err) in res.items():
-                    if ms is None:
-                        print(f"  {pname:32s} {st}")
-                    else:
-                        print(
-                            f"  {pname:32s} {ms:10.3f} {peak / 2**20:10.1f} {err:9.4f}"
-                        )
-                c, loop, fast = (
-                    res["patch: chosen"],
-                    res["per-seq SDPA loop"],
-                    res["torch varlen_attn"],
-                )
-                if c[1] and fast[1]:
-                    speed = f"{loop[1] / c[1]:.1f}x vs loop" if loop[1] else "loop OOM"
-                    print(
-                        f"  chosen: {speed}, {c[1] / fast[1]:.2f}x varlen_attn time, {c[2] / max(fast[2], 1):.2f}x its memory"
-                    )
-                del q, k, v, ref
-                torch.cuda.empty_cache()
+    vision = [4096] * 4 + [1024] * 16
+    cases.append(
+        (
+            "vision 4 images + 16-frame video",
+            vision,
+            32,
+            8,
+            (64, 64),
+            False,
+            False,
+            "(64,64)",
+        )
+    )
+    cases.append(
+        (
+            "vision 4 images + 16-frame video",
+            vision,
+            32,
+            8,
+            (64, 64),
+            False,
+            True,
+            "(64,64) + sinks",
+        )
+    )
+
+    rows = []
+    for name, lengths, hq, hkv, window, causal, use_sinks, wname in cases:
+        total = sum(lengths)
+        q = torch.randn(total, hq, 64, device=dev, dtype=dtype)
+        k, v = (torch.randn(total, hkv, 64, device=dev, dtype=dtype) for _ in range(2))
+        sinks = torch.randn(hq, device=dev) * 2 if use_sinks else None
+        cu = torch.tensor([0] + lengths, device=dev).cumsum(0).to(torch.int32)
+        ref = reference(q, k, v, lengths, window, causal, sinks)
+        kx = k.repeat_interleave(hq // hkv, dim=1)
+        vx = v.repeat_interleave(hq // hkv, dim=1)
+        paths = {
+            "sdpa backend": lambda: sdpa_band(q, k, v, cu, window, causal),
+            "triton_attn backend": lambda: triton_call(
+                q, k, v, lengths, cu, window, causal, sinks
+            ),
+        }
+        if sinks is None:  # varlen_attn has no sinks
+            paths = {
+                "torch varlen_attn": lambda: varlen_call(
+                    q, kx, vx, lengths, cu, window, causal
+                ),
+                **paths,
+            }
+        case = f"{name} ({total} tok), {hq}/{hkv} heads, {wname}"
+        print(
+            f"\n{case}\n  {'path':22s} {'time ms':>10s} {'peak MiB':>10s} {'max err':>9s}"
+        )
+        res = {}
+        for pname, fn in paths.items():
+            out, ms, peak = measure(fn)
+            if ms is None:
+                print(f"  {pname:22s} {out}")
+                res[pname] = None
+                continue
+            err = (out.float() - ref).abs().max().item()
+            res[pname] = (ms, peak, err)
+            print(f"  {pname:22s} {ms:10.3f} {peak / 2**20:10.1f} {err:9.4f}")
+            del out
+            torch.cuda.empty_cache()
+        base = res.get("torch varlen_attn")
+        if base:
+            for pname in ("sdpa backend", "triton_attn backend"):
+                if res.get(pname):
+                    t, m = res[pname][0] / base[0], res[pname][1] / max(base[1], 1)
+                    print(f"  {pname}: {t:.2f}x varlen_attn time, {m:.2f}x its memory")
+        rows.append((case, res))
+        del q, k, v, kx, vx, ref
+        torch.cuda.empty_cache()
     return 0
 
 

@@ -18,9 +18,17 @@ from cli_helpers import run_cli
 from sglang_mimo import export_pr, paths, series, trees
 from sglang_mimo.rebase import FORMAT_PATCH
 
-PATCH = series.read_series()[0]
+# export-pr exports our own fixes only (a Backport carries upstream's PR)
+PATCH = next(p.name for p in series.load_series() if series.status_word(p) == "Pending")
 STEM = PATCH.removesuffix(".patch")
 BRANCH = f"mimo/{STEM}"
+# Earlier patches on the same files (0002 stacks on 0001, a Backport): the
+# export is based on them, committed first as upstream's PR branch would be.
+BELOW = [
+    p
+    for p in series.load_series()[: series.read_series().index(PATCH)]
+    if set(p.files) & set(series.parse_patch(paths.PATCHES / PATCH).files)
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +37,10 @@ def exported(pinned_wheel, tmp_path_factory):
     checkout = trees.make_checkout(
         pinned_wheel, base / "sglang", paths.load_pin()["version"]
     )
+    for p in BELOW:
+        one = trees.single_patch_series(p.path, base / "below" / p.name)
+        proc = trees.run_apply("--commit", "--series", one, checkout)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
     start = trees.git(checkout, "rev-parse", "HEAD").strip()
     body = base / "pr.md"
     proc = run_cli(
@@ -157,6 +169,29 @@ def test_pr_body_follows_sglang_template(exported):
     assert moved_test(checkout) in text
     for n in patch.upstream_prs:
         assert f"#{n}" in text
+    # causes and closed attempts are Related, never "earlier PRs for this fix"
+    assert "Earlier upstream PR" not in text
+    for n, why in patch.related_prs:
+        assert f"#{n} ({why})" in text
+
+
+def test_export_refuses_a_backport(exported, tmp_path):
+    """A Backport carries upstream's own PR: there is nothing of ours to send."""
+    checkout, *_ = exported
+    backport = next(
+        p for p in series.load_series() if series.status_word(p) == "Backport"
+    )
+    proc = run_cli(
+        "export-pr",
+        backport.name[:4],
+        "--checkout",
+        checkout,
+        "--out",
+        tmp_path / "b.md",
+    )
+    assert proc.returncode == 2
+    assert "backport" in proc.stdout and backport.status_url in proc.stdout
+    assert not (tmp_path / "b.md").exists()
 
 
 def test_export_refuses_what_it_cannot_do(exported, tmp_path):

@@ -57,7 +57,9 @@ def test_rebase_onto_a_real_release(version):
     assert trees.tree_version(tree) == version
     for r in result["patches"]:
         if r["outcome"] == "conflicts":
-            assert r["rej"], r  # the rejected hunks are left beside their files
+            # the rejected hunks are left beside their files, unless the patch
+            # conflicts only through an earlier conflicting patch on its files
+            assert r["rej"] or r.get("stacked_on"), r
             for rej in r["rej"]:
                 assert (tree / rej).read_text().startswith("diff a/")
         else:
@@ -173,9 +175,9 @@ def test_rebase_drops_a_patch_that_is_already_upstream(tmp_path):
         f"[Misc] {Path(name).stem}: carry an upstream change\n\n"
         "Motivation:\nupstream changed this after "
         f"{older}.\n\nModifications:\nthe change itself.\n\n"
-        "Breaks-Without: nothing\nUpstream-Status: Backport [https://github.com/"
-        "sgl-project/sglang/pull/1]\nUpstream-PR: https://github.com/sgl-project/"
-        "sglang/pull/1",
+        "Breaks-Without: nothing\nOrigin: backport, https://github.com/"
+        "sgl-project/sglang/pull/1\nUpstream-Status: Backport [https://github.com/"
+        "sgl-project/sglang/pull/1]",
         env=trees.GIT_IDENT,
     )
     repo = repo_copy(tmp_path / "repo")
@@ -206,6 +208,91 @@ def test_rebase_drops_a_patch_that_is_already_upstream(tmp_path):
         for e in entries
     ), entries
     run_cli("changelog", "--check", repo=repo, check_rc=0)
+
+
+NEXT = "0.5.24.dev0"  # a release that does not exist: built below
+
+
+def next_release_wheels(backports, tmp_path):
+    """Wheels of a "next release": the pinned wheel with upstream's own changes
+    for the backported patches merged (as the series carries them adapted to
+    v0.5.23: that is what upstream's PRs are on this base) and the version moved
+    to NEXT. Written into the wheel cache under every pinned key's file name
+    (only this machine's is unpacked; the others are only hashed)."""
+    tree = tmp_path / "next"
+    trees.unpack_wheel(trees.pinned_wheel(), tree)
+    folder = tmp_path / "upstream-changes"
+    folder.mkdir()
+    for p in backports:
+        (folder / p.name).write_bytes(p.path.read_bytes())
+    (folder / "series").write_text("".join(p.name + "\n" for p in backports))
+    proc = trees.run_apply("--series", folder / "series", tree)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (info,) = tree.glob("sglang-*.dist-info")
+    meta = (info / "METADATA").read_text()
+    (info / "METADATA").write_text(
+        meta.replace(f"Version: {PIN['version']}\n", f"Version: {NEXT}\n", 1)
+    )
+    info.rename(tree / f"sglang-{NEXT}.dist-info")
+    wheel = tmp_path / "next.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(tree.rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts:
+                z.write(f, f.relative_to(tree).as_posix())
+    written = []
+    for key in PIN["wheels"]:
+        target = BUILD / "wheels" / trees.wheel_filename(NEXT, key)
+        target.write_bytes(wheel.read_bytes())
+        written.append(target)
+    return written
+
+
+def test_next_release_with_upstreams_fixes_drops_the_backports(tmp_path):
+    """Upstream merges the PRs the series backports; `rebase` onto that release
+    reports those patches "already upstream" and drops them, and keeps (and
+    refreshes) our own."""
+    patches = series.load_series()
+    backports = [p for p in patches if series.status_word(p) == "Backport"]
+    ours = [p.name for p in patches if p not in backports]
+    assert backports and ours
+    wheels = next_release_wheels(backports, tmp_path)
+    try:
+        repo = repo_copy(tmp_path / "repo")
+        proc, result = rebase(NEXT, "--write", repo=repo)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        outcome = {r["patch"]: r["outcome"] for r in result["patches"]}
+        assert outcome == {
+            **{p.name: "already upstream" for p in backports},
+            **{n: "applies" for n in ours},
+        }
+        assert result["written"]["dropped"] == [p.name for p in backports]
+        assert series.read_series(repo / "patches" / "series") == ours
+        for p in backports:
+            assert not (repo / "patches" / p.name).exists()
+        text = (repo / "CHANGELOG.md").read_text()
+        entries = changelog.dropped_entries(
+            changelog.section_text(text, f"{NEXT}-mimo.1")
+        )
+        for p in backports:
+            assert any(
+                p.subject in e
+                and f"upstream in SGLang {NEXT}" in e
+                and f"#{p.fix_pr}" in e
+                for e in entries
+            ), entries
+        # what stays is still proven to apply, now on the next release
+        tree = Path(result["tree"])
+        trees.git(tree, "checkout", "-q", f"v{NEXT}")
+        proc = subprocess.run(
+            [str(repo / "scripts" / "apply_patches.sh"), "--check", str(tree)],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        run_cli("changelog", "--check", repo=repo, check_rc=0)
+    finally:
+        for w in wheels:
+            w.unlink(missing_ok=True)
 
 
 def test_a_conflict_leaves_rej_files_and_writes_nothing(tmp_path):

@@ -41,7 +41,7 @@ def test_header_problems_finds_gaps(tmp_path):
     good = (paths.PATCHES / series.read_series()[0]).read_text()
     bad = tmp_path / "bad.patch"
     bad.write_text(
-        good.replace("Upstream-Status: Submitted [", "Upstream-Status: Maybe [")
+        good.replace("Upstream-Status: ", "Upstream-Status: Maybe-")
         .replace("Motivation:\n", "Why:\n")
         .replace("[VLM] ", "")
     )
@@ -49,6 +49,114 @@ def test_header_problems_finds_gaps(tmp_path):
     assert any("Upstream-Status" in p for p in problems)
     assert any("Motivation" in p for p in problems)
     assert any("bracket tag" in p for p in problems)
+
+
+PR = "https://github.com/sgl-project/sglang/pull/"
+
+
+def with_trailers(tmp_path, *trailers):
+    """The first patch of the series with its trailer paragraph replaced."""
+    text = (paths.PATCHES / series.read_series()[0]).read_text()
+    head, sep, rest = text.partition("\n---\n")
+    paras = head.split("\n\n")
+    paras[-1] = "\n".join(("Breaks-Without: something fails",) + trailers)
+    path = tmp_path / "p.patch"
+    path.write_text("\n\n".join(paras) + sep + rest)
+    return series.parse_patch(path)
+
+
+@pytest.mark.parametrize(
+    "trailers, complaint",
+    [
+        # Submitted names a PR this project did not open (0001 once named #24503)
+        (
+            ("Origin: vendor", f"Upstream-Status: Submitted [{PR}24503]"),
+            "not a PR of this project",
+        ),
+        # the old mixed trailer: cause, closed attempts and fixes in one list
+        (
+            ("Origin: vendor", f"Upstream-PR: {PR}31343", "Upstream-Status: Pending"),
+            "Upstream-PR trailer",
+        ),
+        # a backport whose Origin names another PR, or this project
+        (
+            ("Origin: vendor", f"Upstream-Status: Backport [{PR}33198]"),
+            "Origin is 'vendor'",
+        ),
+        (
+            (f"Origin: backport, {PR}1", f"Upstream-Status: Backport [{PR}33198]"),
+            "name the same url",
+        ),
+        # our own code claiming to come from upstream
+        (
+            (f"Origin: backport, {PR}24503", "Upstream-Status: Pending"),
+            "ours is 'vendor'",
+        ),
+        # Bug is an issue, Related a PR with its reason
+        (
+            ("Origin: vendor", f"Bug: {PR}24602", "Upstream-Status: Pending"),
+            "Bug is not",
+        ),
+        (
+            ("Origin: vendor", f"Related: {PR}25515", "Upstream-Status: Pending"),
+            "Related is not",
+        ),
+        (
+            (
+                "Origin: vendor",
+                "Related: https://github.com/sgl-project/sglang/issues/1 (x)",
+                "Upstream-Status: Pending",
+            ),
+            "Related is not",
+        ),
+        # the fix itself is not also "related"
+        (
+            (
+                f"Origin: backport, {PR}33198",
+                f"Related: {PR}33198 (the fix)",
+                f"Upstream-Status: Backport [{PR}33198]",
+            ),
+            "repeats",
+        ),
+        (("Upstream-Status: Pending",), "no Origin trailer"),
+        (("Origin: upstream", "Upstream-Status: Pending"), "Origin is neither"),
+    ],
+)
+def test_provenance_confusions_are_rejected(tmp_path, trailers, complaint):
+    problems = series.header_problems(with_trailers(tmp_path, *trailers))
+    assert any(complaint in p for p in problems), problems
+
+
+def test_provenance_accepts_what_dep3_means(tmp_path):
+    ok = [
+        ("Origin: vendor", "Upstream-Status: Pending"),
+        (
+            "Origin: vendor",
+            "Bug: https://github.com/sgl-project/sglang/issues/24602",
+            f"Related: {PR}25515 (closed unmerged: same approach)",
+            "Upstream-Status: Pending",
+        ),
+        (
+            f"Origin: backport, {PR}33198",
+            f"Related: {PR}31343 (cause)",
+            f"Upstream-Status: Backport [{PR}33198]",
+        ),
+    ]
+    for trailers in ok:
+        assert series.header_problems(with_trailers(tmp_path, *trailers)) == []
+    # Submitted is right once the PR is one of ours (pyproject own-upstream-prs)
+    ours = with_trailers(
+        tmp_path, "Origin: vendor", f"Upstream-Status: Submitted [{PR}99999]"
+    )
+    assert series.provenance_problems(ours, own_prs=[f"{PR}99999"]) == []
+    assert series.provenance_problems(ours, own_prs=[]) != []
+
+
+def test_own_upstream_prs_is_a_project_field():
+    assert isinstance(series.own_upstream_prs(), list)
+    for p in series.load_series():
+        if series.status_word(p) == "Submitted":
+            assert p.status_url in series.own_upstream_prs()
 
 
 def test_applies_without_offset_in_both_layouts(fresh_tree, tmp_path):

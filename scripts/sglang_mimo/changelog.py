@@ -122,10 +122,9 @@ def add_dropped(text, release, entry):
 
 def dropped_entry(patch, version):
     """The Dropped line for a patch found upstream in SGLang ``version``."""
-    prs = ", ".join(f"#{n}" for n in patch.upstream_prs)
+    fix = f" (#{patch.fix_pr})" if patch.fix_pr else ""
     return (
-        f"- {patch.subject} — upstream in SGLang {version}"
-        f"{f' ({prs})' if prs else ''}; dropped from the series "
+        f"- {patch.subject} — upstream in SGLang {version}{fix}; dropped from the series "
         f"(was {patch.name})"
     )
 

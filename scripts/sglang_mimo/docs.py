@@ -16,10 +16,22 @@ CHANGELOG = paths.REPO / "CHANGELOG.md"
 def render_changelog_patches(patches):
     out = []
     for p in patches:
-        prs = ", ".join(f"#{n}" for n in p.upstream_prs)
-        out.append(
-            f"- {p.subject} — {series.status_word(p)}{f' ({prs})' if prs else ''}"
-        )
+        line = f"- {p.subject} — {series.status_word(p)}"
+        if p.fix_pr:
+            line += (
+                f" {'of' if series.status_word(p) == 'Backport' else 'as'} #{p.fix_pr}"
+            )
+        line += "."
+        if p.bugs:
+            line += (
+                " Fixes " + ", ".join(f"#{u.rsplit('/', 1)[1]}" for u in p.bugs) + "."
+            )
+        if p.related_prs:
+            line += " Related: " + ", ".join(
+                f"#{n} ({why})" for n, why in p.related_prs
+            )
+            line += "."
+        out.append(line)
     return "\n".join(out)
 
 

@@ -28,7 +28,7 @@ on the branch, and the outcome goes into the body.
 
 Exit codes: 0 done; 1 the patch does not apply to the checkout, or --verify
 found the test not failing before / not passing after; 2 usage (no such patch,
-no fixes-test); 3 DIR is not a git checkout of SGLang; 4 the checkout is not
+no fixes-test, or a Backport: upstream's own fix, nothing of ours to send); 3 DIR is not a git checkout of SGLang; 4 the checkout is not
 clean or the branch exists.
 """
 
@@ -461,7 +461,6 @@ def verified(moved, result):
 
 
 def pr_body(patch, moved, result=None, stacked_on=(), base=None):
-    prs = ", ".join(f"#{n}" for n in patch.upstream_prs)
     test_files = ", ".join(f"`{m.dest}`" for m in moved if m.is_test)
     helpers = [m.dest for m in moved if not m.is_test]
     if helpers:
@@ -483,19 +482,24 @@ def pr_body(patch, moved, result=None, stacked_on=(), base=None):
         "",
         f"Without this change: {patch.trailer('Breaks-Without')}.",
     ]
-    if prs:
-        lines += ["", f"Earlier upstream PR(s) for this fix: {prs}."]
+    if patch.bugs:
+        lines += [
+            "",
+            "Fixes " + ", ".join(f"#{u.rsplit('/', 1)[1]}" for u in patch.bugs) + ".",
+        ]
+    if patch.related_prs:
+        lines += [
+            "",
+            "Related: "
+            + "; ".join(f"#{n} ({why})" for n, why in patch.related_prs)
+            + ".",
+        ]
     if stacked_on:
         lines += [
             "",
             "Stacked on: "
             + "; ".join(
-                f"{p.subject}"
-                + (
-                    f" ({', '.join(f'#{n}' for n in p.upstream_prs)})"
-                    if p.upstream_prs
-                    else ""
-                )
+                f"{p.subject}" + (f" (#{p.fix_pr})" if p.fix_pr else "")
                 for p in stacked_on
             )
             + ". Review and merge that first.",
@@ -601,6 +605,12 @@ def export(
     spec, checkout, out=None, base=None, branch=None, do_verify=False, python=None
 ):
     patch = find_patch(spec)
+    if series.status_word(patch) == "Backport":
+        raise trees.ToolError(
+            f"{patch.name} is a backport of upstream's own fix ({patch.status_url}): "
+            "nothing to export; only our own (Pending) patches become PRs",
+            2,
+        )
     checkout = Path(checkout).resolve()
     if not (checkout / "python" / "sglang" / "__init__.py").exists():
         raise trees.ToolError(

@@ -82,9 +82,17 @@ def try_series(version):
         rejs = sorted(
             p.relative_to(tree).as_posix() for p in (tree / "python").rglob("*.rej")
         )
+        seen = {}  # conflicting patches so far: name -> files
         for r in conflicts:
             files = [f for f in series.parse_patch(paths.PATCHES / r["patch"]).files]
             r["rej"] = [j for j in rejs if j[: -len(".rej")] in files]
+            below = [n for n, fs in seen.items() if set(fs) & set(files)]
+            if not r["rej"] and below:
+                # Its hunks all fit once the earlier patch's did (--reject keeps
+                # those): it conflicts only through that patch.
+                r["stacked_on"] = below
+                r["detail"] += f"; stacked on {', '.join(below)}, which conflicts"
+            seen[r["patch"]] = files
         if proc.returncode not in (0, 1):
             raise trees.ToolError(f"apply_patches.sh --reject: {proc.stderr.strip()}")
     return {

@@ -3,7 +3,20 @@
 A patch is ``git format-patch`` output. Its commit message carries all of the
 patch's metadata: the subject (with SGLang's bracket tag), a body with
 ``Motivation:`` and ``Modifications:`` sections, and a last paragraph of git
-trailers (``Upstream-Status``, ``Upstream-PR``, ``Breaks-Without``).
+trailers in DEP-3 terms:
+
+- ``Upstream-Status``: Yocto's ``Pending``, ``Submitted [url]`` (a PR this project
+  opened upstream: only those listed in pyproject.toml ``[tool.sglang-mimo]
+  own-upstream-prs``), ``Backport [url]`` (upstream's own fix, merged or an open
+  PR, carried adapted) or ``Inappropriate [why]``;
+- ``Origin``: where the code came from: ``vendor`` (this project) or
+  ``backport, <url>`` (the upstream PR or commit of a Backport);
+- ``Bug`` (any number): the upstream issue the patch fixes;
+- ``Related`` (any number): other upstream PRs, ``<url> (<why>)``: the change
+  that caused the bug, closed attempts, competing PRs;
+- ``Breaks-Without``: what fails without the patch.
+
+The old mixed ``Upstream-PR`` trailer is rejected.
 """
 
 import re
@@ -13,12 +26,39 @@ from pathlib import Path
 
 from sglang_mimo import paths
 
-REQUIRED_TRAILERS = ("Upstream-Status", "Upstream-PR", "Breaks-Without")
+REQUIRED_TRAILERS = ("Upstream-Status", "Origin", "Breaks-Without")
+KNOWN_TRAILERS = REQUIRED_TRAILERS + ("Bug", "Related")
+FORBIDDEN_TRAILERS = {
+    "Upstream-PR": "mixes causes, closed attempts and fixes: use Origin, Bug or Related",
+}
 REQUIRED_SECTIONS = ("Motivation", "Modifications")
 UPSTREAM_STATUS = re.compile(
     r"^(Pending|Submitted \[(\S+)\]|Backport \[(\S+)\]|Inappropriate \[(.+)\])$"
 )
 PR_URL = re.compile(r"^https://github\.com/sgl-project/sglang/pull/(\d+)$")
+ISSUE_URL = re.compile(r"^https://github\.com/sgl-project/sglang/issues/(\d+)$")
+COMMIT_URL = re.compile(
+    r"^https://github\.com/sgl-project/sglang/commit/[0-9a-f]{7,40}$"
+)
+ORIGIN = re.compile(r"^(vendor|backport, (\S+))$")
+RELATED = re.compile(r"^(\S+) \((.+)\)$")
+
+
+def own_upstream_prs(pyproject=None):
+    """The upstream PRs this project opened itself (pyproject.toml
+    ``[tool.sglang-mimo] own-upstream-prs``): the only valid Submitted targets."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    path = Path(pyproject) if pyproject else paths.REPO / "pyproject.toml"
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return list(data.get("tool", {}).get("sglang-mimo", {}).get("own-upstream-prs", []))
+
+
+def pr_number(url):
+    m = PR_URL.match(url or "")
+    return int(m.group(1)) if m else None
 
 
 @dataclass
@@ -51,12 +91,45 @@ class Patch:
         return re.sub(r"^\[[^\]]+\]\s*", "", self.subject)
 
     @property
+    def status_url(self):
+        """The URL of ``Submitted [url]`` or ``Backport [url]``, or None."""
+        m = UPSTREAM_STATUS.match(self.trailer("Upstream-Status") or "")
+        return (m.group(2) or m.group(3)) if m else None
+
+    @property
+    def origin_url(self):
+        """The upstream URL the code came from (``Origin: backport, <url>``), or None."""
+        m = ORIGIN.match(self.trailer("Origin") or "")
+        return m.group(2) if m else None
+
+    @property
+    def bugs(self):
+        return self.trailer_all("Bug")
+
+    @property
+    def related(self):
+        """[(url, why)] of the Related trailers."""
+        out = []
+        for value in self.trailer_all("Related"):
+            m = RELATED.match(value)
+            out.append((m.group(1), m.group(2)) if m else (value, ""))
+        return out
+
+    @property
+    def fix_pr(self):
+        """Upstream's PR for this fix (the Backport's or our Submitted one), or None."""
+        return pr_number(self.status_url)
+
+    @property
+    def related_prs(self):
+        """[(number, why)] of the Related PRs."""
+        return [(pr_number(u), why) for u, why in self.related if pr_number(u)]
+
+    @property
     def upstream_prs(self):
-        return [
-            int(PR_URL.match(u).group(1))
-            for u in self.trailer_all("Upstream-PR")
-            if PR_URL.match(u)
-        ]
+        """Every upstream PR the header names: the fix's first, then the Related ones."""
+        nums = [self.fix_pr] if self.fix_pr else []
+        return nums + [n for n, _ in self.related_prs if n not in nums]
 
     def section(self, name):
         """The text of body section ``name:`` up to the next section or the trailers."""
@@ -134,17 +207,54 @@ def header_problems(patch):
     for key in REQUIRED_TRAILERS:
         if not patch.trailer(key):
             problems.append(f"no {key} trailer")
-    status = patch.trailer("Upstream-Status")
-    if status and not UPSTREAM_STATUS.match(status):
-        problems.append(f"Upstream-Status not Yocto-style: {status!r}")
-    for url in patch.trailer_all("Upstream-PR"):
-        if not PR_URL.match(url):
-            problems.append(f"Upstream-PR is not an sgl-project/sglang PR URL: {url!r}")
+    problems += provenance_problems(patch)
     if not patch.files:
         problems.append("touches no file")
     for f in patch.files:
         if not f.startswith("python/sglang/"):
             problems.append(f"{f} is not in the upstream layout (python/sglang/...)")
+    return problems
+
+
+def provenance_problems(patch, own_prs=None):
+    """Where the DEP-3 provenance trailers contradict each other or DEP-3."""
+    own = own_upstream_prs() if own_prs is None else own_prs
+    problems = []
+    for key, _ in patch.trailers:
+        if key in FORBIDDEN_TRAILERS:
+            problems.append(f"{key} trailer: {FORBIDDEN_TRAILERS[key]}")
+        elif key not in KNOWN_TRAILERS:
+            problems.append(f"unknown trailer {key!r}")
+    status = patch.trailer("Upstream-Status")
+    word = status_word(patch)
+    if status and not UPSTREAM_STATUS.match(status):
+        problems.append(f"Upstream-Status not Yocto-style: {status!r}")
+    origin = patch.trailer("Origin")
+    if origin and not ORIGIN.match(origin):
+        problems.append(f"Origin is neither 'vendor' nor 'backport, <url>': {origin!r}")
+    url = patch.status_url
+    if word in ("Submitted", "Backport") and url and not PR_URL.match(url):
+        if not (word == "Backport" and COMMIT_URL.match(url)):
+            problems.append(f"{word} [{url}] is not an sgl-project/sglang PR URL")
+    if word == "Submitted" and url and url not in own:
+        problems.append(
+            f"Submitted [{url}]: not a PR of this project (pyproject.toml "
+            "[tool.sglang-mimo] own-upstream-prs); upstream's own fix is a Backport, "
+            "anything else Related"
+        )
+    if word == "Backport" and origin and patch.origin_url != url:
+        problems.append(f"Backport [{url}] but Origin is {origin!r}: name the same url")
+    if word in ("Pending", "Submitted") and origin and origin != "vendor":
+        problems.append(f"{word} patch with Origin {origin!r}: ours is 'vendor'")
+    for bug in patch.bugs:
+        if not ISSUE_URL.match(bug):
+            problems.append(f"Bug is not an sgl-project/sglang issue URL: {bug!r}")
+    for value in patch.trailer_all("Related"):
+        m = RELATED.match(value)
+        if not m or not PR_URL.match(m.group(1)):
+            problems.append(f"Related is not '<sglang PR url> (<why>)': {value!r}")
+        elif m.group(1) == url:
+            problems.append(f"Related repeats the Upstream-Status url {url}")
     return problems
 
 
@@ -156,16 +266,31 @@ def status_word(patch):
 def render_patch_table(patches):
     """The README's patch table (Markdown), derived from the headers."""
     rows = [
-        "| # | patch | upstream status | upstream PR | what breaks without it |",
-        "|---|---|---|---|---|",
+        "| # | patch | upstream status | bug | related upstream PRs "
+        "| what breaks without it |",
+        "|---|---|---|---|---|---|",
     ]
     for p in patches:
-        prs = ", ".join(
-            f"[#{num}](https://github.com/sgl-project/sglang/pull/{num})"
-            for num in p.upstream_prs
-        )
         rows.append(
-            f"| {p.name.split('-', 1)[0]} | {p.subject} | {status_word(p)} | {prs} | "
+            f"| {p.name.split('-', 1)[0]} | {p.subject} | {status_cell(p)} | "
+            f"{', '.join(link(u) for u in p.bugs)} | "
+            f"{', '.join(f'{link(u)} ({why})' for u, why in p.related)} | "
             f"{p.trailer('Breaks-Without')} |"
         )
     return "\n".join(rows)
+
+
+def link(url):
+    """``[#N](url)`` for an sglang issue or PR URL, the URL itself otherwise."""
+    m = re.search(r"/(?:pull|issues)/(\d+)$", url)
+    return f"[#{m.group(1)}]({url})" if m else url
+
+
+def status_cell(patch):
+    """'Pending', 'Backport of [#N](url)', 'Submitted as [#N](url)', ..."""
+    word, url = status_word(patch), patch.status_url
+    if word == "Backport" and url:
+        return f"Backport of {link(url)}"
+    if word == "Submitted" and url:
+        return f"Submitted as {link(url)}"
+    return word

@@ -98,6 +98,28 @@ def dense_reference(q, k, v, lengths, window, causal):
     return torch.einsum("hij,jhd->ihd", probs, v.double())
 
 
+def mask_kwargs(vision_attention):
+    """The mask arguments (window, sinks, causal) that VisionAttention.forward
+    really hands its backend: one real forward call with the backend spied on."""
+    seen = {}
+    backend = vision_attention.qkv_backend
+    real = backend.forward
+
+    def spy(**kw):
+        seen.update(kw)
+        return real(**kw)
+
+    embed = vision_attention.qkv_proj.input_size
+    x = torch.randn(5, embed, generator=torch.Generator().manual_seed(0))
+    backend.forward = spy
+    try:
+        with torch.no_grad():
+            vision_attention(x, cu_seqlens=torch.tensor([0, 5], dtype=torch.int32))
+    finally:
+        del backend.forward
+    return {k: seen[k] for k in ("window_size", "s_aux", "causal") if k in seen}
+
+
 def backend_call(vision_attention, q, k, v, lengths):
     """Call the attention backend exactly as VisionAttention.forward does."""
     cu = torch.tensor([0] + lengths).cumsum(0).to(torch.int32).to(q.device)
@@ -114,8 +136,7 @@ def backend_call(vision_attention, q, k, v, lengths):
         max_seqlen=max(lengths),
         output_ws=None,
         softmax_scale=vision_attention.softmax_scale,
-        window_size=(-1, -1),
-        s_aux=None,
+        **mask_kwargs(vision_attention),
     )
 
 
@@ -355,3 +376,119 @@ def test_cuda_half_precision_matches_float_reference(dtype, window, causal):
         tol = 2e-2 if dtype == torch.bfloat16 else 4e-3
         torch.testing.assert_close(out[s].double(), ref, rtol=0, atol=tol)
         start += n
+
+
+# --- the mask reaches every backend the recipes use ------------------------------
+# fa3/fa4 kernels are CUDA-only and the Triton kernel needs a GPU: on CPU the
+# kernel entry point each backend calls is replaced by a recorder (a stand-in
+# for the kernel only); the backend code in front of it is SGLang's own.
+
+
+@pytest.fixture
+def mm_backend():
+    """Publish --mm-attention-backend NAME for the layers built in the test."""
+
+    def use(name):
+        reset_context()
+        publish(ServerArgs(model_path="dummy", mm_attention_backend=name), role="test")
+
+    yield use
+    use("sdpa")
+
+
+class KernelRecorder:
+    def __init__(self, monkeypatch, name):
+        from sglang.srt.layers.attention import vision
+
+        self.calls = []
+
+        def kernel(*args, **kwargs):
+            self.calls.append(kwargs)
+            q = args[0]
+            return torch.zeros_like(q) if name == "flash_attn_func" else None
+
+        monkeypatch.setattr(vision, name, kernel, raising=False)
+
+
+def backend_of(name, window, causal):
+    """An audio layer's VisionAttention with its backend built as SGLang builds
+    it, bypassing only the CUDA-availability check of the CUDA-only classes."""
+    from sglang.srt.layers.attention import vision
+
+    attn = make_attention(causal, window, heads=2, head_dim=8).attn
+    cls = vision.QKV_BACKEND_IMPL[name]
+    backend = object.__new__(cls)
+    torch.nn.Module.__init__(backend)
+    attn.qkv_backend = backend
+    return attn
+
+
+@FIX
+@pytest.mark.parametrize("name", ["fa3", "fa4"])
+@pytest.mark.parametrize("window,causal", [((128, 0), True), ((-1, -1), True)])
+def test_flash_attention_backends_get_causal_and_window(
+    name, window, causal, mm_backend, monkeypatch
+):
+    rec = KernelRecorder(monkeypatch, "flash_attn_func")
+    attn = backend_of(name, window, causal)
+    q = torch.randn(12, 2, 8)
+    backend_call(attn, q, q, q, [5, 7])
+    assert rec.calls[-1]["causal"] is True
+    assert tuple(rec.calls[-1]["window_size"]) == window
+
+
+@FIX
+def test_triton_backend_gets_causal(monkeypatch):
+    rec = KernelRecorder(monkeypatch, "context_attention_fwd")
+    attn = backend_of("triton_attn", (-1, -1), True)
+    q = torch.randn(12, 2, 8)
+    backend_call(attn, q, q, q, [5, 7])
+    assert rec.calls[-1]["is_causal"] is True
+
+
+@FIX
+@pytest.mark.parametrize("name", ["flashinfer_cudnn", "aiter_attn"])
+def test_backend_that_cannot_apply_the_window_refuses_the_layer(name, mm_backend):
+    mm_backend(name)
+    with pytest.raises(ValueError, match="sliding window \\(128, 0\\)"):
+        make_attention(False, (128, 0))
+
+
+@FIX
+def test_backend_that_cannot_apply_causal_refuses_the_layer(mm_backend):
+    mm_backend("flashinfer_cudnn")
+    with pytest.raises(ValueError, match="is causal"):
+        make_attention(True, (-1, -1))
+
+
+def test_vision_layers_keep_their_mask_on_every_backend(monkeypatch):
+    """The new flag is not set by vision models: a vision layer hands its
+    backend no causal mask and no window without sinks, exactly as before;
+    with sinks (MiMo-VL's windowed blocks) window and sinks go as before."""
+    from sglang.srt.layers.attention.vision import VisionAttention
+
+    def vision(use_sink):
+        m = VisionAttention(
+            embed_dim=D_MODEL,
+            num_heads=HEADS,
+            projection_size=D_MODEL,
+            use_qkv_parallel=True,
+            flatten_batch=True,
+            window_size=(8, 8),
+            use_sink=use_sink,
+            prefix="vision",
+        )
+        return randomize(m, seed=8)
+
+    plain = mask_kwargs(vision(False))
+    assert plain["window_size"] == (-1, -1) and plain["s_aux"] is None
+    assert not plain.get("causal", False)
+    m = vision(True)
+    cu = torch.tensor([0, 5], dtype=torch.int32)
+    seen = {}
+    real = m.qkv_backend.forward
+    m.qkv_backend.forward = lambda **kw: seen.update(kw) or real(**kw)
+    with torch.no_grad():
+        m(torch.randn(5, D_MODEL), cu_seqlens=cu, full_attn=False)
+    assert tuple(seen["window_size"]) == (8, 8) and seen["s_aux"] is not None
+    assert not seen.get("causal", False)

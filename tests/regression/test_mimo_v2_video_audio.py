@@ -123,6 +123,30 @@ def test_units_past_the_end_of_tokenized_audio_carry_no_audio(mimo):
     assert [u["num_video_tokens"] for u in units] == [1, 1, 1, 1]
 
 
+@pytest.mark.fixes(PATCH)
+def test_grids_closer_than_one_audio_token_inside_the_audio(mimo):
+    """Grid spacing under 0.16 s (sampled fps above 12.5 with temporal patch
+    2): two grid timestamps round to the same audio token, and a grid inside
+    the audio gets no audio. v0.5.23 (and #24602's first fix here) asserted."""
+    proc = mimo.mimo_processor
+    assert proc.temporal_patch_size == 2
+    timestamps = (
+        torch.arange(8, dtype=torch.float32) * 0.05
+    )  # 20 fps: grids 0.1 s apart
+    codes = torch.arange(2 * 4 * 8).reshape(2, 4, 8)  # 2 tokens = 0.32 s
+    units = proc._build_video_audio_units(
+        (4, 2, 2), timestamps, {"segment_end_time": 0.4}, codes, True, 2
+    )
+    # Grids at 0, 0.1, 0.2, 0.3 s start at tokens int(6.25 t) = 0, 0, 1, 1.
+    lens = [u["segment_audio_token_len"] for u in units]
+    assert lens == [0, 1, 0, 1]
+    assert sum(lens) == 2  # contiguous: every audio token lands in one grid
+    assert units[0]["segment_audio"] is None and units[2]["segment_audio"] is None
+    assert torch.equal(units[1]["segment_audio"], codes[0:1])
+    assert torch.equal(units[3]["segment_audio"], codes[1:2])
+    assert [u["num_video_tokens"] for u in units] == [1, 1, 1, 1]
+
+
 def test_mp4_with_audio_as_long_as_video_is_unchanged(tok, mimo):
     data = mp4_bytes(video_s=4.0, audio_s=4.5)
     content = _video_audio_content(mimo, data)

@@ -61,6 +61,21 @@ def test_mimo_v2_resolves_to_its_own_adapter():
     assert type(adapter).__module__.endswith("transcription_adapters.mimo_v2")
 
 
+@pytest.mark.fixes(PATCH)
+def test_omni_adapter_is_the_asr_adapter_with_its_own_audio_length():
+    """The omni model takes requests as MiMo-V2-ASR does: the adapter inherits
+    MiMoV2ASRAdapter and overrides only the token budget."""
+    from sglang.srt.entrypoints.openai.transcription_adapters import MiMoV2ASRAdapter
+
+    omni, asr = resolve_adapter([MIMO]), resolve_adapter(["MiMoV2ASRForCausalLM"])
+    assert isinstance(omni, MiMoV2ASRAdapter) and type(omni) is not type(asr)
+    assert type(omni).build_verbose_response is MiMoV2ASRAdapter.build_verbose_response
+    request = _request(75.0, "en")
+    want = dict(asr.build_sampling_params(request), max_new_tokens=448 * 3)
+    assert omni.build_sampling_params(request) == want
+    assert omni.max_audio_clip_s is None  # the whole clip in one request
+
+
 @pytest.mark.parametrize(
     "architecture, module",
     [
