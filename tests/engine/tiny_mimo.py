@@ -65,15 +65,23 @@ CHAT_TEMPLATE = (
     "{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+# The checkpoint's remote-code config class (``--trust-remote-code``), a plain
+# PretrainedConfig under the released model_type. For MiMo-V2-Flash it also keeps SGLang
+# off transformers 5.19's own MiMoV2FlashConfig, whose rope_parameters SGLang v0.5.23
+# cannot use (get_rope: "unhashable type: 'dict'", found with this tier).
 CONFIGURATION_PY = '''from transformers import PretrainedConfig
 
 
-class MiMoV2Config(PretrainedConfig):
-    model_type = "mimo_v2"
+class {name}(PretrainedConfig):
+    model_type = "{model_type}"
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
 '''
+CONFIG_CLASS = {
+    "mimo_v2": ("configuration_mimo_v2", "MiMoV2Config"),
+    "mimo_v2_flash": ("configuration_mimo_v2_flash", "MiMoV2FlashConfig"),
+}
 PROCESSING_PY = '''from transformers.processing_utils import ProcessorMixin
 
 
@@ -218,8 +226,8 @@ def text_config(kind, ids):
         pad_token_id=ids["<|endoftext|>"],
         torch_dtype="bfloat16",
     )
-    if kind == "omni":
-        cfg["auto_map"] = {"AutoConfig": "configuration_mimo_v2.MiMoV2Config"}
+    module, name = CONFIG_CLASS[cfg["model_type"]]
+    cfg["auto_map"] = {"AutoConfig": f"{module}.{name}"}
     return cfg
 
 
@@ -264,8 +272,10 @@ def write_checkpoint(out, kind):
     out.mkdir(parents=True, exist_ok=True)
     ids = build_tokenizer(out)
     cfg = text_config(kind, ids)
-    if "auto_map" in cfg:
-        (out / "configuration_mimo_v2.py").write_text(CONFIGURATION_PY)
+    module, name = CONFIG_CLASS[cfg["model_type"]]
+    (out / f"{module}.py").write_text(
+        CONFIGURATION_PY.format(name=name, model_type=cfg["model_type"])
+    )
     if kind == "omni":
         cfg.update(multimodal_config(cfg, ids))
         cfg["auto_map"]["AutoProcessor"] = "processing_mimo_v2.MiMoV2Processor"
