@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import run_apply
+from conftest import make_checkout, run_apply
 
 from sglang_mimo import paths, series
 
@@ -51,11 +51,9 @@ def test_header_problems_finds_gaps(tmp_path):
     assert any("bracket tag" in p for p in problems)
 
 
-def test_applies_without_offset_in_both_layouts(fresh_tree, tmp_path):
-    from test_apply_patches import make_checkout
-
-    checkout = make_checkout(fresh_tree, tmp_path / "ckout")
-    for tree in (fresh_tree, checkout):
+def test_applies_without_offset_in_both_layouts(series_tree, tmp_path):
+    checkout = make_checkout(series_tree, tmp_path / "ckout")
+    for tree in (series_tree, checkout):
         for tool in ("git", "patch"):
             proc = run_apply("--check", tree, env={"APPLY_PATCHES_TOOL": tool})
             assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -63,14 +61,12 @@ def test_applies_without_offset_in_both_layouts(fresh_tree, tmp_path):
                 assert line.endswith(": applies"), f"{tool} on {tree.name}: {line}"
 
 
-def test_quilt_push_all_on_a_checkout(fresh_tree, tmp_path):
+def test_quilt_push_all_on_a_checkout(series_tree, tmp_path):
     if not shutil.which("quilt"):
         pytest.fail("quilt is not installed (make sysdeps installs it)")
-    from test_apply_patches import make_checkout
-
-    checkout = make_checkout(fresh_tree, tmp_path / "ckout")
+    checkout = make_checkout(series_tree, tmp_path / "ckout")
     reference = tmp_path / "ref"
-    shutil.copytree(fresh_tree, reference)
+    shutil.copytree(series_tree, reference)
     run_apply(reference, check=True)
     env = {
         **os.environ,
@@ -181,7 +177,7 @@ FORMATTERS = [
 
 
 @pytest.mark.parametrize("formatter", FORMATTERS, ids=lambda f: f[0])
-def test_patch_lines_are_black_and_isort_clean(trees, formatter, tmp_path):
+def test_patch_lines_are_black_and_isort_clean(series_trees, formatter, tmp_path):
     """SGLang's style: no line the series adds is one black or isort would rewrite.
 
     Upstream files that are not clean at v0.5.23 are not reformatted (smallest diff).
@@ -191,9 +187,9 @@ def test_patch_lines_are_black_and_isort_clean(trees, formatter, tmp_path):
             if not f.endswith(".py"):
                 continue
             rel = f.removeprefix("python/")
-            patched = trees["patched"] / rel
+            patched = series_trees["patched"] / rel
             dirty = lines_changed_by(formatter, patched, tmp_path)
-            added = lines_added_by_series(trees["unpatched"] / rel, patched)
+            added = lines_added_by_series(series_trees["unpatched"] / rel, patched)
             text = patched.read_text().splitlines()
             bad = sorted(dirty & added)
             assert (
