@@ -65,21 +65,19 @@ def series_paths(series_file=paths.SERIES):
     )
 
 
-def small_copy(site_tree, dest):
-    """The part of a site-packages tree the series sees, copied to ``dest``.
+def small_unpack(wheel, dest):
+    """The part of the pinned wheel the series sees, unpacked (site-packages layout).
 
     The files directly in ``sglang/`` (``__init__.py``, ``_version.py``, ...),
-    the dist-info, and every file the series touches that the tree has.
+    the dist-info, and every file the series touches that the wheel has.
     """
-    site_tree, dest = Path(site_tree), Path(dest)
-    picked = [p for p in (site_tree / "sglang").iterdir() if p.is_file()]
-    picked += [p for p in site_tree.glob("sglang-*.dist-info/*") if p.is_file()]
-    picked += [site_tree / f for f in series_paths() if (site_tree / f).is_file()]
-    for p in picked:
-        out = dest / p.relative_to(site_tree)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(p, out)
-    return dest
+    touched = set(series_paths())
+
+    def seen(name):
+        parts = name.split("/")
+        return name in touched or len(parts) == 2 or parts[0].endswith(".dist-info")
+
+    return apply.unpack_wheel(wheel, dest, skip_suffixes=(), only=seen)
 
 
 def make_checkout(site_tree, dest, tag=True):
@@ -134,14 +132,14 @@ def fresh_tree(pristine_tree, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def series_pristine(pristine_tree, tmp_path_factory):
-    """``small_copy`` of the pristine tree. Never modify it: see ``series_tree``."""
-    return small_copy(pristine_tree, tmp_path_factory.mktemp("series-pristine"))
+def series_pristine(pinned_wheel, tmp_path_factory):
+    """``small_unpack`` of the pinned wheel. Never modify it: see ``series_tree``."""
+    return small_unpack(pinned_wheel, tmp_path_factory.mktemp("series-pristine"))
 
 
 @pytest.fixture
 def series_tree(series_pristine, tmp_path):
-    """A private site-packages tree holding only what the series sees (``small_copy``)."""
+    """A private site-packages tree holding only what the series sees (``small_unpack``)."""
     dest = tmp_path / "site"
     shutil.copytree(series_pristine, dest)
     return dest

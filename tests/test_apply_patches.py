@@ -2,7 +2,7 @@
 
 Every fault case checks that the tree is byte for byte as it was and that the
 message names what went wrong. The trees hold what the script reads (every file
-the series touches, the top of ``sglang/``, the dist-info; see conftest.small_copy).
+the series touches, the top of ``sglang/``, the dist-info; see conftest.small_unpack).
 """
 
 import hashlib

@@ -200,9 +200,7 @@ def test_patch_lines_are_black_and_isort_clean(series_trees, formatter):
             added = lines_added_by_series(series_trees["unpatched"] / rel, patched)
             text = patched.read_text().splitlines()
             bad = sorted(dirty & added)
-            assert (
-                not bad
-            ), f"{formatter} would rewrite lines {f} adds:\n" + "\n".join(
+            assert not bad, f"{formatter} would rewrite lines {f} adds:\n" + "\n".join(
                 f"{n + 1}: {text[n]}" for n in bad[:10]
             )
 

@@ -193,13 +193,18 @@ def fetch_pinned(pin, build, key=None):
 # --- unpacking -----------------------------------------------------------------------
 
 
-def unpack_wheel(wheel, dest, skip_suffixes=SKIP_SUFFIXES, dist_info=True):
-    """Unpack the sglang package (and its dist-info) of a wheel into dest (site layout)."""
+def unpack_wheel(wheel, dest, skip_suffixes=SKIP_SUFFIXES, dist_info=True, only=None):
+    """Unpack the sglang package (and its dist-info) of a wheel into dest (site layout).
+
+    ``only``: a predicate on the member's name; members it rejects are left out.
+    """
     dest = Path(dest)
     with zipfile.ZipFile(wheel) as z:
         for m in z.infolist():
             top = m.filename.split("/", 1)[0]
             if skip_suffixes and m.filename.endswith(tuple(skip_suffixes)):
+                continue
+            if only is not None and not only(m.filename):
                 continue
             if top == "sglang" or (
                 dist_info and top.startswith("sglang-") and top.endswith(".dist-info")

@@ -24,6 +24,7 @@ found a gap on the new base; 5 a wheel could not be downloaded.
 import json
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -185,7 +186,7 @@ def run(args):
     try:
         result = try_series(args.version)
     except trees.ToolError as e:
-        print(f"sglang-mimo rebase: {e}")
+        print(f"sglang-mimo rebase: error: {e}", file=sys.stderr)
         return e.code
     conflicts = any(r["outcome"] == "conflicts" for r in result["patches"])
     code = 1 if conflicts else (4 if result["audit"] else 0)
@@ -193,7 +194,7 @@ def run(args):
         try:
             carried, dropped = refresh(result)
         except trees.ToolError as e:
-            print(f"sglang-mimo rebase: {e}")
+            print(f"sglang-mimo rebase: error: {e}", file=sys.stderr)
             return e.code
         result["written"] = {"refreshed": carried, "dropped": dropped}
     if args.json:

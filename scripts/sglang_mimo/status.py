@@ -12,6 +12,7 @@ Exit codes: 0 every patch is contained or applies; 1 a patch conflicts;
 """
 
 import json
+import sys
 
 from sglang_mimo import series, trees
 
@@ -62,7 +63,7 @@ def run(args):
     try:
         tree, version, rows = collect(args.tree)
     except trees.ToolError as e:
-        print(f"sglang-mimo status: {e}")
+        print(f"sglang-mimo status: error: {e}", file=sys.stderr)
         return e.code
     if args.json:
         print(json.dumps({"tree": tree, "version": version, "patches": rows}, indent=1))
