@@ -3,7 +3,7 @@
 Every release has a section ``## [<SGLang version>-mimo.<N>]``. The current
 release (patches/pin.json "distribution") lists its carried patches between
 ``<!-- patches:begin -->`` and ``<!-- patches:end -->``, rendered from the
-headers by sglang_mimo.docs; older releases keep their lists as written when
+headers; older releases keep their lists as written when
 they were current. Patches and topics that went upstream are recorded under a
 ``### Dropped`` heading of the release that stopped carrying them.
 
@@ -12,16 +12,29 @@ release has no section, its generated list is missing, misplaced or stale, or a
 patch of the series is listed under the current release's Dropped heading.
 --write creates the current release's section when the pin has moved (the
 markers move into it; the previous list stays as plain text) and regenerates
-the list.
+the list. This is the one writer of CHANGELOG.md: ``docs --write`` calls it,
+``rebase --write`` uses its functions.
 """
 
 import re
+import sys
 
 from sglang_mimo import docs, paths, series
 
 CHANGELOG = docs.CHANGELOG
 BEGIN, END = "<!-- patches:begin -->", "<!-- patches:end -->"
 SECTION = re.compile(r"^## \[(?P<release>[^\]]+)\].*$", re.M)
+
+
+def render_patch_list(patches):
+    """The generated list of carried patches (one line each, from the headers)."""
+    out = []
+    for p in patches:
+        prs = ", ".join(f"#{n}" for n in p.upstream_prs)
+        out.append(
+            f"- {p.subject} — {series.status_word(p)}{f' ({prs})' if prs else ''}"
+        )
+    return "\n".join(out)
 
 
 def sections(text):
@@ -72,7 +85,7 @@ def problems(text=None, patches=None, pin=None):
         found.append(f"the generated patch list is not in the [{release}] section")
     else:
         block = current.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n")
-        want = docs.render_changelog_patches(patches)
+        want = render_patch_list(patches)
         if block != want:
             found.append(
                 f"the [{release}] patch list does not match the series headers:\n"
@@ -135,21 +148,33 @@ def render(text=None, patches=None, pin=None):
     text = CHANGELOG.read_text(encoding="utf-8") if text is None else text
     patches = series.load_series() if patches is None else patches
     text = ensure_release_section(text, pin or paths.load_pin())
-    return docs.replace_block(text, "patches", docs.render_changelog_patches(patches))
+    return docs.replace_block(text, "patches", render_patch_list(patches))
+
+
+def write():
+    """Regenerate CHANGELOG.md (section and list); report what is still wrong: exit code."""
+    before = CHANGELOG.read_text(encoding="utf-8")
+    after = render(before)
+    if after != before:
+        CHANGELOG.write_text(after, encoding="utf-8")
+        print("updated CHANGELOG.md")
+    found = problems()
+    for p in found:
+        print(f"CHANGELOG.md: {p}")
+    return 1 if found else 0
 
 
 def run(args):
     if args.write:
-        before = CHANGELOG.read_text(encoding="utf-8")
-        after = render(before)
-        if after != before:
-            CHANGELOG.write_text(after, encoding="utf-8")
-            print("updated CHANGELOG.md")
+        return write()
     found = problems()
     for p in found:
         print(f"CHANGELOG.md: {p}")
-    if found and not args.write:
-        print("run `sglang-mimo changelog --write` (or fix the Dropped list by hand)")
+    if found:
+        print(
+            "run `sglang-mimo changelog --write` (or fix the Dropped list by hand)",
+            file=sys.stderr,
+        )
     return 1 if found else 0
 
 

@@ -28,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sglang_mimo import audit, changelog, docs, paths, series, trees
+from sglang_mimo import audit, changelog, docs, paths, series, tables, trees
 
 OUTCOME = {
     "applies": "applies",
@@ -166,18 +166,17 @@ def refresh(result):
 
 def render(result):
     out = [f"SGLang {result['version']}: series tried in {result['tree']}", ""]
-    out += ["| wheel | file | sha256 |", "|---|---|---|"]
-    for k, w in result["wheels"].items():
-        out.append(f"| {k} | {w['filename']} | {w['sha256']} |")
-    out += ["", "| patch | outcome | detail |", "|---|---|---|"]
+    wheels = [[k, w["filename"], w["sha256"]] for k, w in result["wheels"].items()]
+    out += [tables.render(["wheel", "file", "sha256"], wheels), ""]
+    rows = []
     for r in result["patches"]:
         detail = r["detail"]
         if r["outcome"] == "already upstream":
             detail = "drop it (CHANGELOG: Dropped)"
         if r["rej"]:
             detail += f"; rejected hunks: {', '.join(r['rej'])}"
-        out.append(f"| {r['patch']} | {r['outcome']} | {detail} |")
-    out.append("")
+        rows.append([r["patch"], r["outcome"], detail])
+    out += [tables.render(["patch", "outcome", "detail"], rows), ""]
     out += result["audit"] or ["audit: no gap on this base"]
     return "\n".join(out)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from pathlib import Path
 
-from sglang_mimo import paths
+from sglang_mimo import paths, tables
 
 REQUIRED_TRAILERS = ("Upstream-Status", "Upstream-PR", "Breaks-Without")
 REQUIRED_SECTIONS = ("Motivation", "Modifications")
@@ -155,17 +155,15 @@ def status_word(patch):
 
 def render_patch_table(patches):
     """The README's patch table (Markdown), derived from the headers."""
-    rows = [
-        "| # | patch | upstream status | upstream PR | what breaks without it |",
-        "|---|---|---|---|---|",
-    ]
+    rows = []
     for p in patches:
         prs = ", ".join(
             f"[#{num}](https://github.com/sgl-project/sglang/pull/{num})"
             for num in p.upstream_prs
         )
         rows.append(
-            f"| {p.name.split('-', 1)[0]} | {p.subject} | {status_word(p)} | {prs} | "
-            f"{p.trailer('Breaks-Without')} |"
+            [p.name.split("-", 1)[0], p.subject, status_word(p), prs]
+            + [p.trailer("Breaks-Without")]
         )
-    return "\n".join(rows)
+    header = ["#", "patch", "upstream status", "upstream PR", "what breaks without it"]
+    return tables.render(header, rows)

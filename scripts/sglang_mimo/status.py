@@ -14,7 +14,7 @@ Exit codes: 0 every patch is contained or applies; 1 a patch conflicts;
 import json
 import sys
 
-from sglang_mimo import series, trees
+from sglang_mimo import series, tables, trees
 
 WORDS = {"applies": "needs", "already applied": "contains", "conflicts": "conflicts"}
 
@@ -45,18 +45,19 @@ def collect(tree=None, series_file=None):
 
 
 def render_table(rows):
-    out = [
-        "| patch | title | upstream PR | Upstream-Status | in this tree |",
-        "|---|---|---|---|---|",
-    ]
-    for r in rows:
-        prs = ", ".join(f"#{n}" for n in r["upstream_prs"]) or "-"
-        where = r["tree"] + (f" ({r['detail']})" if r["detail"] else "")
-        out.append(
-            f"| {r['patch'][:4]} | {r['title']} | {prs} | {r['upstream_status']} "
-            f"| {where} |"
-        )
-    return "\n".join(out)
+    return tables.render(
+        ["patch", "title", "upstream PR", "Upstream-Status", "in this tree"],
+        [
+            [
+                r["patch"][:4],
+                r["title"],
+                ", ".join(f"#{n}" for n in r["upstream_prs"]) or "-",
+                r["upstream_status"],
+                r["tree"] + (f" ({r['detail']})" if r["detail"] else ""),
+            ]
+            for r in rows
+        ],
+    )
 
 
 def run(args):
