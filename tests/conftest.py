@@ -161,13 +161,32 @@ def series_trees(series_pristine, tmp_path_factory):
     return {"unpatched": unpatched, "patched": patched}
 
 
+def linked_copy(src, dest, private=()):
+    """A copy of ``src`` made of hard links, except the paths in ``private`` (copied).
+
+    Only for trees nobody writes to in place but the apply script, whose files
+    (``private``) get their own inodes; everything else shares the source's.
+    """
+    src = Path(src)
+
+    def copy(s, d):
+        if Path(s).relative_to(src).as_posix() in private:
+            return shutil.copy2(s, d)
+        os.link(s, d)
+        return d
+
+    return shutil.copytree(src, dest, symlinks=True, copy_function=copy)
+
+
 @pytest.fixture(scope="session")
 def trees(pristine_tree, tmp_path_factory):
-    """{"unpatched": Path, "patched": Path}: the two trees the regression tests run on."""
+    """{"unpatched": Path, "patched": Path}: the two trees the regression tests run on.
+
+    Both are read-only by contract; they share the pristine tree's files through
+    hard links, except the files the series changes, which the patched one owns.
+    """
     base = tmp_path_factory.mktemp("trees")
-    unpatched = base / "unpatched"
-    patched = base / "patched"
-    shutil.copytree(pristine_tree, unpatched, symlinks=True)
-    shutil.copytree(pristine_tree, patched, symlinks=True)
+    unpatched = linked_copy(pristine_tree, base / "unpatched")
+    patched = linked_copy(pristine_tree, base / "patched", set(series_paths()))
     run_apply(patched, check=True)
     return {"unpatched": unpatched, "patched": patched}

@@ -3,7 +3,7 @@
 Every release has a section ``## [<SGLang version>-mimo.<N>]``. The current
 release (patches/pin.json "distribution") lists its carried patches between
 ``<!-- patches:begin -->`` and ``<!-- patches:end -->``, rendered from the
-headers; older releases keep their lists as written when
+headers by sglang_mimo.docs; older releases keep their lists as written when
 they were current. Patches and topics that went upstream are recorded under a
 ``### Dropped`` heading of the release that stopped carrying them.
 
@@ -24,17 +24,6 @@ from sglang_mimo import docs, paths, series
 CHANGELOG = docs.CHANGELOG
 BEGIN, END = "<!-- patches:begin -->", "<!-- patches:end -->"
 SECTION = re.compile(r"^## \[(?P<release>[^\]]+)\].*$", re.M)
-
-
-def render_patch_list(patches):
-    """The generated list of carried patches (one line each, from the headers)."""
-    out = []
-    for p in patches:
-        prs = ", ".join(f"#{n}" for n in p.upstream_prs)
-        out.append(
-            f"- {p.subject} — {series.status_word(p)}{f' ({prs})' if prs else ''}"
-        )
-    return "\n".join(out)
 
 
 def sections(text):
@@ -85,7 +74,7 @@ def problems(text=None, patches=None, pin=None):
         found.append(f"the generated patch list is not in the [{release}] section")
     else:
         block = current.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n")
-        want = render_patch_list(patches)
+        want = docs.render_changelog_patches(patches)
         if block != want:
             found.append(
                 f"the [{release}] patch list does not match the series headers:\n"
@@ -148,7 +137,7 @@ def render(text=None, patches=None, pin=None):
     text = CHANGELOG.read_text(encoding="utf-8") if text is None else text
     patches = series.load_series() if patches is None else patches
     text = ensure_release_section(text, pin or paths.load_pin())
-    return docs.replace_block(text, "patches", render_patch_list(patches))
+    return docs.replace_block(text, "patches", docs.render_changelog_patches(patches))
 
 
 def write():

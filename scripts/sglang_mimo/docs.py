@@ -16,6 +16,16 @@ README = paths.REPO / "README.md"
 CHANGELOG = paths.REPO / "CHANGELOG.md"
 
 
+def render_changelog_patches(patches):
+    out = []
+    for p in patches:
+        prs = ", ".join(f"#{n}" for n in p.upstream_prs)
+        out.append(
+            f"- {p.subject} — {series.status_word(p)}{f' ({prs})' if prs else ''}"
+        )
+    return "\n".join(out)
+
+
 def replace_block(text, name, body):
     pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pattern.search(text):
