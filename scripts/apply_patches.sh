@@ -11,7 +11,8 @@ command -v python3 >/dev/null || {
 	echo "apply_patches.sh: error: python3 is required" >&2
 	exit 2
 }
-# -I: neither the working directory nor PYTHON* variables decide what is imported.
-exec python3 -B -I -c 'import sys; sys.path.insert(0, sys.argv[1])
+# -I -S: neither the working directory, PYTHON* variables nor site-packages decide
+# what is imported: the standard library and this package only.
+exec python3 -B -I -S -c 'import sys; sys.path.insert(0, sys.argv[1])
 from sglang_mimo.apply import main
 sys.exit(main(sys.argv[2:]))' "$HERE" "$@"

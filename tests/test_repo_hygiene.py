@@ -55,3 +55,20 @@ def test_no_pointer_to_unshipped_notes():
             if bad.search(line) and path.name != "test_repo_hygiene.py":
                 hits.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
     assert not hits, "\n".join(hits)
+
+
+def test_apply_module_needs_only_the_standard_library():
+    """apply_patches.sh runs it with ``python3 -I -S``: no site-packages at all."""
+    proc = subprocess.run(
+        [
+            "python3",
+            "-I",
+            "-S",
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); import sglang_mimo.apply",
+            str(REPO / "scripts"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
