@@ -8,7 +8,6 @@ either is stale.
 """
 
 import re
-import sys
 
 from sglang_mimo import paths, series
 
@@ -53,14 +52,12 @@ def run(args):
         for p in stale:
             print(f"updated {p.relative_to(paths.REPO)}")
         return changelog.write()
+    # What is stale is the check's report (stdout, like changelog's and audit's).
     for p in stale:
-        print(
-            f"{p.relative_to(paths.REPO)} is stale: run `sglang-mimo docs --write`",
-            file=sys.stderr,
-        )
+        print(f"{p.relative_to(paths.REPO)} is stale: run `sglang-mimo docs --write`")
     found = changelog.problems()
     for p in found:
-        print(f"CHANGELOG.md: {p}", file=sys.stderr)
+        print(f"CHANGELOG.md: {p}")
     return 1 if stale or found else 0
 
 
