@@ -40,7 +40,20 @@ FORMAT_PATCH += ["--no-signature", "--stdout"]
 
 
 def work_tree(version, wheel):
+    """build/rebase/sglang-VERSION: ``wheel`` as a checkout tagged vVERSION, nothing else.
+
+    A tree made from the same wheel before is reset to its tag (commits, changes
+    and .rej files of the last run dropped) instead of being unpacked again.
+    """
     dest = trees.BUILD / "rebase" / f"sglang-{version}"
+    first = f"SGLang {version}, unpacked from {Path(wheel).name}"
+    if (dest / ".git").is_dir() and trees.git(
+        dest, "log", "-1", "--format=%s", f"v{version}", check=False
+    ).strip() == first:
+        trees.git(dest, "am", "--abort", check=False)
+        trees.git(dest, "reset", "-q", "--hard", f"v{version}")
+        trees.git(dest, "clean", "-q", "-f", "-d", "-x")
+        return dest
     shutil.rmtree(dest, ignore_errors=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tree.", dir=dest.parent))
