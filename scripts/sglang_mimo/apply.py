@@ -421,7 +421,23 @@ def run_series(where, names, patchdir, tool, mode="apply", reject=False):
 # --- the command ----------------------------------------------------------------------
 
 
+FLAGS = {
+    "--check": ("mode", "check"),
+    "--reverse": ("mode", "reverse"),
+    "--fetch": ("mode", "fetch"),
+    "--commit": ("commit", True),
+    "--force": ("force", True),
+    "--reject": ("reject", True),
+}
+# Options that take a value: (key, message when it is missing).
+VALUED = {
+    "--wheel": ("wheel", "--wheel needs a key of pin.json's wheels"),
+    "--series": ("series", "--series needs a file"),
+}
+
+
 def parse_args(argv):
+    """The script's options, read left to right as the shell script always did."""
     opts = dict(
         mode="apply",
         commit=False,
@@ -434,26 +450,14 @@ def parse_args(argv):
     args = list(argv)
     while args:
         a = args.pop(0)
-        if a == "--check":
-            opts["mode"] = "check"
-        elif a == "--reverse":
-            opts["mode"] = "reverse"
-        elif a == "--fetch":
-            opts["mode"] = "fetch"
-        elif a == "--commit":
-            opts["commit"] = True
-        elif a == "--wheel":
+        if a in FLAGS:
+            key, value = FLAGS[a]
+            opts[key] = value
+        elif a in VALUED:
+            key, missing = VALUED[a]
             if not args:
-                raise ApplyError("--wheel needs a key of pin.json's wheels", 2)
-            opts["wheel"] = args.pop(0)
-        elif a == "--force":
-            opts["force"] = True
-        elif a == "--reject":
-            opts["reject"] = True
-        elif a == "--series":
-            if not args:
-                raise ApplyError("--series needs a file", 2)
-            opts["series"] = args.pop(0)
+                raise ApplyError(missing, 2)
+            opts[key] = args.pop(0)
         elif a in ("-h", "--help"):
             opts["mode"] = "help"
             return opts
