@@ -57,7 +57,9 @@ if [ "$(uname -m)" = aarch64 ]; then
 		die "decord does not import"
 fi
 
-# 6. NCCL: multi-node CUDA-graph replay deadlocks below the pin's floor (2.28.9); replace it.
+# 6. NCCL: 2.28.9 deadlocks in multi-node CUDA-graph replay (fixed in 2.30.4, the pin's
+#    floor: nccl.min_version in patches/pin.json, passed as NCCL_MIN_VERSION). Below the
+#    floor, install the pinned nccl.version (NCCL_VERSION).
 if [ -n "${NCCL_PACKAGE:-}" ]; then
 	NCCL=$(python3 -B -c 'import importlib.metadata as m, sys
 try: print(m.version(sys.argv[1]))

@@ -1,17 +1,22 @@
 """Shared fixtures: the pinned wheel, and the unpatched and patched SGLang trees.
 
-Both trees are site-packages layout (a directory holding ``sglang/``) unpacked
-from the pinned wheel; the patched one is patched by ``scripts/apply_patches.sh``
+The trees are site-packages layout (a directory holding ``sglang/``) unpacked
+from the pinned wheel; the patched ones are patched by ``scripts/apply_patches.sh``
 itself, never by a copy of its logic. ``tests/regression/`` is not collected by
 the outer run: ``tests/test_both_ways.py`` runs each of its files against both
 trees in a subprocess.
+
+Whole trees (``fresh_tree``, ``trees``) are for code that imports sglang. What
+only reads or patches the files of the series takes the small ones
+(``series_tree``, ``series_checkout``, ``series_trees``): every file the series
+touches plus the files the apply script reads to recognise a tree (the top of
+``sglang/`` and the dist-info), a few dozen files instead of 5,400.
 """
 
 import os
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -19,7 +24,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from sglang_mimo import paths  # noqa: E402
+from sglang_mimo import apply, paths, series  # noqa: E402
 
 APPLY = paths.APPLY_SCRIPT
 
@@ -45,9 +50,60 @@ def run_apply(*args, env=None, check=False):
 
 def unpack_wheel(wheel, dest):
     """Unpack a wheel into ``dest`` (site-packages layout, dist-info included)."""
-    with zipfile.ZipFile(wheel) as z:
-        z.extractall(dest)
-    return Path(dest)
+    return apply.unpack_wheel(wheel, dest, skip_suffixes=())
+
+
+def series_paths(series_file=paths.SERIES):
+    """Every path (site-packages layout) a patch of the series touches."""
+    folder = Path(series_file).parent
+    return sorted(
+        {
+            f.removeprefix("python/")
+            for name in series.read_series(series_file)
+            for f in apply.patch_files(folder / name)
+        }
+    )
+
+
+def small_unpack(wheel, dest):
+    """The part of the pinned wheel the series sees, unpacked (site-packages layout).
+
+    The files directly in ``sglang/`` (``__init__.py``, ``_version.py``, ...),
+    the dist-info, and every file the series touches that the wheel has.
+    """
+    touched = set(series_paths())
+
+    def seen(name):
+        parts = name.split("/")
+        return name in touched or len(parts) == 2 or parts[0].endswith(".dist-info")
+
+    return apply.unpack_wheel(wheel, dest, skip_suffixes=(), only=seen)
+
+
+def make_checkout(site_tree, dest, tag=True):
+    """An upstream-layout git checkout (python/sglang/...) of a site-packages tree.
+
+    Only ``sglang/`` goes in (no dist-info: the version comes from
+    ``_version.py`` or the tag), committed by a local identity.
+    """
+    dest = Path(dest)
+    (dest / "python").mkdir(parents=True)
+    shutil.copytree(Path(site_tree) / "sglang", dest / "python" / "sglang")
+    env = dict(
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+    )
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "v0.5.23"]):
+        subprocess.run(
+            ["git", "-C", str(dest), *args], check=True, env={**os.environ, **env}
+        )
+    if tag:
+        subprocess.run(["git", "-C", str(dest), "tag", "v0.5.23"], check=True)
+    for key, value in (("user.name", "t"), ("user.email", "t@t")):
+        subprocess.run(["git", "-C", str(dest), "config", key, value], check=True)
+    return dest
 
 
 @pytest.fixture(scope="session")
@@ -76,12 +132,61 @@ def fresh_tree(pristine_tree, tmp_path):
 
 
 @pytest.fixture(scope="session")
+def series_pristine(pinned_wheel, tmp_path_factory):
+    """``small_unpack`` of the pinned wheel. Never modify it: see ``series_tree``."""
+    return small_unpack(pinned_wheel, tmp_path_factory.mktemp("series-pristine"))
+
+
+@pytest.fixture
+def series_tree(series_pristine, tmp_path):
+    """A private site-packages tree holding only what the series sees (``small_unpack``)."""
+    dest = tmp_path / "site"
+    shutil.copytree(series_pristine, dest)
+    return dest
+
+
+@pytest.fixture
+def series_checkout(series_tree, tmp_path):
+    """A private checkout-layout git repository of ``series_tree``, tagged v0.5.23."""
+    return make_checkout(series_tree, tmp_path / "ckout")
+
+
+@pytest.fixture(scope="session")
+def series_trees(series_pristine, tmp_path_factory):
+    """{"unpatched": Path, "patched": Path} like ``trees``, with only what the series sees."""
+    base = tmp_path_factory.mktemp("series-trees")
+    unpatched = shutil.copytree(series_pristine, base / "unpatched")
+    patched = shutil.copytree(series_pristine, base / "patched")
+    run_apply(patched, check=True)
+    return {"unpatched": unpatched, "patched": patched}
+
+
+def linked_copy(src, dest, private=()):
+    """A copy of ``src`` made of hard links, except the paths in ``private`` (copied).
+
+    Only for trees nobody writes to in place but the apply script, whose files
+    (``private``) get their own inodes; everything else shares the source's.
+    """
+    src = Path(src)
+
+    def copy(s, d):
+        if Path(s).relative_to(src).as_posix() in private:
+            return shutil.copy2(s, d)
+        os.link(s, d)
+        return d
+
+    return shutil.copytree(src, dest, symlinks=True, copy_function=copy)
+
+
+@pytest.fixture(scope="session")
 def trees(pristine_tree, tmp_path_factory):
-    """{"unpatched": Path, "patched": Path}: the two trees the regression tests run on."""
+    """{"unpatched": Path, "patched": Path}: the two trees the regression tests run on.
+
+    Both are read-only by contract; they share the pristine tree's files through
+    hard links, except the files the series changes, which the patched one owns.
+    """
     base = tmp_path_factory.mktemp("trees")
-    unpatched = base / "unpatched"
-    patched = base / "patched"
-    shutil.copytree(pristine_tree, unpatched, symlinks=True)
-    shutil.copytree(pristine_tree, patched, symlinks=True)
+    unpatched = linked_copy(pristine_tree, base / "unpatched")
+    patched = linked_copy(pristine_tree, base / "patched", set(series_paths()))
     run_apply(patched, check=True)
     return {"unpatched": unpatched, "patched": patched}

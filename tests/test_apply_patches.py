@@ -1,11 +1,11 @@
 """scripts/apply_patches.sh on real trees from the pinned wheel: layouts, modes, faults.
 
 Every fault case checks that the tree is byte for byte as it was and that the
-message names what went wrong.
+message names what went wrong. The trees hold what the script reads (every file
+the series touches, the top of ``sglang/``, the dist-info; see conftest.small_unpack).
 """
 
 import hashlib
-import os
 import shutil
 import stat
 import subprocess
@@ -42,30 +42,9 @@ def git(tree, *args):
     ).stdout
 
 
-def make_checkout(site_tree, dest, tag=True):
-    """An upstream-layout git checkout (python/sglang/...) of a site-packages tree."""
-    (dest / "python").mkdir(parents=True)
-    shutil.copytree(site_tree / "sglang", dest / "python" / "sglang")
-    env = dict(
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@t",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@t",
-    )
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "v0.5.23"]):
-        subprocess.run(
-            ["git", "-C", str(dest), *args], check=True, env={**os.environ, **env}
-        )
-    if tag:
-        git(dest, "tag", "v0.5.23")
-    git(dest, "config", "user.name", "t")
-    git(dest, "config", "user.email", "t@t")
-    return dest
-
-
 @pytest.fixture
-def checkout(fresh_tree, tmp_path):
-    return make_checkout(fresh_tree, tmp_path / "ckout")
+def checkout(series_checkout):
+    return series_checkout
 
 
 def lines(proc):
@@ -75,34 +54,34 @@ def lines(proc):
 # --- layouts and modes --------------------------------------------------------------
 
 
-def test_check_on_pinned_tree_reports_applies(fresh_tree):
-    proc = run_apply("--check", fresh_tree)
+def test_check_on_pinned_tree_reports_applies(series_tree):
+    proc = run_apply("--check", series_tree)
     assert proc.returncode == 0, proc.stderr
     assert lines(proc) == {p: "applies" for p in PATCHES}
 
 
-def test_both_layouts_give_the_same_files(fresh_tree, checkout):
-    assert run_apply(fresh_tree).returncode == 0
+def test_both_layouts_give_the_same_files(series_tree, checkout):
+    assert run_apply(series_tree).returncode == 0
     assert run_apply(checkout).returncode == 0
     for patch in series.load_series():
         for f in patch.files:
             rel = f.removeprefix("python/")
-            assert (fresh_tree / rel).read_bytes() == (checkout / f).read_bytes(), f
+            assert (series_tree / rel).read_bytes() == (checkout / f).read_bytes(), f
 
 
-def test_apply_is_idempotent_and_reversible(fresh_tree, pristine_tree):
-    before = digest(fresh_tree)
-    assert run_apply(fresh_tree).returncode == 0
-    after = digest(fresh_tree)
+def test_apply_is_idempotent_and_reversible(series_tree):
+    before = digest(series_tree)
+    assert run_apply(series_tree).returncode == 0
+    after = digest(series_tree)
     assert after != before
-    proc = run_apply(fresh_tree)
+    proc = run_apply(series_tree)
     assert proc.returncode == 0 and "already applied" in proc.stderr
-    assert digest(fresh_tree) == after
-    check = run_apply("--check", fresh_tree)
+    assert digest(series_tree) == after
+    check = run_apply("--check", series_tree)
     assert check.returncode == 0
     assert set(lines(check).values()) == {"already applied"}
-    assert run_apply("--reverse", fresh_tree).returncode == 0
-    assert digest(fresh_tree) == before
+    assert run_apply("--reverse", series_tree).returncode == 0
+    assert digest(series_tree) == before
 
 
 def test_commit_makes_one_commit_per_patch(checkout):
@@ -165,13 +144,13 @@ def test_fetch_checks_the_sha256(tmp_path):
     assert not list((repo / "build" / "wheels").glob("*.whl"))
 
 
-def test_gnu_patch_fallback_gives_the_same_files(fresh_tree, tmp_path):
+def test_gnu_patch_fallback_gives_the_same_files(series_tree, tmp_path):
     other = tmp_path / "other"
-    shutil.copytree(fresh_tree, other)
-    assert run_apply(fresh_tree).returncode == 0
+    shutil.copytree(series_tree, other)
+    assert run_apply(series_tree).returncode == 0
     proc = run_apply(other, env={"APPLY_PATCHES_TOOL": "patch"})
     assert proc.returncode == 0, proc.stderr
-    assert (other / DECODER).read_bytes() == (fresh_tree / DECODER).read_bytes()
+    assert (other / DECODER).read_bytes() == (series_tree / DECODER).read_bytes()
     again = run_apply("--check", other, env={"APPLY_PATCHES_TOOL": "patch"})
     assert set(lines(again).values()) == {"already applied"}
 
@@ -188,18 +167,18 @@ def test_help_documents_exit_codes():
 
 
 @pytest.mark.parametrize("tool", ["git", "patch"])
-def test_broken_preimage(fresh_tree, tool):
-    f = fresh_tree / DECODER
+def test_broken_preimage(series_tree, tool):
+    f = series_tree / DECODER
     f.write_text(
         f.read_text().replace(
             "        return output if output.is_cuda else output.pin_memory()",
             "        return output if output.is_cuda else output.pin_memory()  # local",
         )
     )
-    before = digest(fresh_tree)
-    proc = run_apply(fresh_tree, env={"APPLY_PATCHES_TOOL": tool})
+    before = digest(series_tree)
+    proc = run_apply(series_tree, env={"APPLY_PATCHES_TOOL": tool})
     assert proc.returncode == 1
-    assert digest(fresh_tree) == before
+    assert digest(series_tree) == before
     status = lines(proc)[PATCHES[0]]
     assert status.startswith(
         "conflicts: python/sglang/srt/utils/video_decoder.py hunk #"
@@ -207,17 +186,17 @@ def test_broken_preimage(fresh_tree, tool):
     assert "unchanged" in proc.stderr
 
 
-def test_wrong_version_is_refused(fresh_tree):
-    meta = next(fresh_tree.glob("sglang-*.dist-info")) / "METADATA"
+def test_wrong_version_is_refused(series_tree):
+    meta = next(series_tree.glob("sglang-*.dist-info")) / "METADATA"
     meta.write_text(meta.read_text().replace("Version: 0.5.23", "Version: 0.5.22"))
-    before = digest(fresh_tree)
-    proc = run_apply(fresh_tree)
+    before = digest(series_tree)
+    proc = run_apply(series_tree)
     assert proc.returncode == 3
     assert (
         "0.5.22" in proc.stderr and "0.5.23" in proc.stderr and "--force" in proc.stderr
     )
-    assert digest(fresh_tree) == before
-    assert run_apply("--force", fresh_tree).returncode == 0
+    assert digest(series_tree) == before
+    assert run_apply("--force", series_tree).returncode == 0
 
 
 def test_checkout_without_version_file_uses_the_tag(checkout):
@@ -245,41 +224,41 @@ def test_not_an_sglang_tree(tmp_path, make):
         assert [p.name for p in d.iterdir()] == ([] if make == "empty" else ["vllm"])
 
 
-def test_partially_applied_series_is_completed(fresh_tree, tmp_path):
+def test_partially_applied_series_is_completed(series_tree, tmp_path):
     first_only = tmp_path / "series"
     first_only.write_text(PATCHES[0] + "\n")
     shutil.copy(series.paths.PATCHES / PATCHES[0], tmp_path / PATCHES[0])
-    assert run_apply("--series", first_only, fresh_tree).returncode == 0
-    check = lines(run_apply("--check", fresh_tree))
+    assert run_apply("--series", first_only, series_tree).returncode == 0
+    check = lines(run_apply("--check", series_tree))
     assert check[PATCHES[0]] == "already applied"
     assert all(check[p] == "applies" for p in PATCHES[1:])
-    assert run_apply(fresh_tree).returncode == 0
-    assert set(lines(run_apply("--check", fresh_tree)).values()) == {"already applied"}
+    assert run_apply(series_tree).returncode == 0
+    assert set(lines(run_apply("--check", series_tree)).values()) == {"already applied"}
 
 
-def test_half_applied_patch_conflicts(fresh_tree, tmp_path):
+def test_half_applied_patch_conflicts(series_tree, tmp_path):
     """One hunk of a patch present, the others not: nothing is changed."""
-    f = fresh_tree / DECODER
+    f = series_tree / DECODER
     f.write_text(
         f.read_text().replace(
             "        return output if output.is_cuda else output.pin_memory()",
             "        return _maybe_pin(output)",
         )
     )
-    before = digest(fresh_tree)
-    proc = run_apply(fresh_tree)
-    assert proc.returncode == 1 and digest(fresh_tree) == before
+    before = digest(series_tree)
+    proc = run_apply(series_tree)
+    assert proc.returncode == 1 and digest(series_tree) == before
     assert lines(proc)[PATCHES[0]].startswith("conflicts: ")
 
 
-def test_read_only_file(fresh_tree):
-    f = fresh_tree / DECODER
+def test_read_only_file(series_tree):
+    f = series_tree / DECODER
     f.chmod(0o444)
-    before = digest(fresh_tree)
-    proc = run_apply(fresh_tree)
+    before = digest(series_tree)
+    proc = run_apply(series_tree)
     assert proc.returncode == 4
     assert "read-only" in proc.stderr and str(f) in proc.stderr
-    assert digest(fresh_tree) == before
+    assert digest(series_tree) == before
 
 
 def test_dirty_checkout(checkout):
@@ -309,8 +288,8 @@ def test_uncommitted_series_is_not_dirty(checkout):
     assert digest(checkout) == before
 
 
-def test_commit_outside_a_checkout_is_a_usage_error(fresh_tree):
-    before = digest(fresh_tree)
-    proc = run_apply("--commit", fresh_tree)
+def test_commit_outside_a_checkout_is_a_usage_error(series_tree):
+    before = digest(series_tree)
+    proc = run_apply("--commit", series_tree)
     assert proc.returncode == 2 and "git checkout" in proc.stderr
-    assert digest(fresh_tree) == before
+    assert digest(series_tree) == before

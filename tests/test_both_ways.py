@@ -1,13 +1,16 @@
 """Every carried patch, proven both ways.
 
-Each file in tests/regression/ (below the engine) and tests/engine/ (the real
-SGLang server on the CPU) runs in a subprocess against the unpatched and the
-patched tree. On the patched tree every test must pass. On the unpatched tree
-every test marked ``@pytest.mark.fixes(PATCH)`` must fail (with the message its
-``unpatched=`` names, when it names one), and every unmarked test (behaviour the
-series must not change) must pass. Every patch in the series must be proven by at
-least one ``fixes`` test, and through the engine unless ``BELOW_ENGINE_ONLY`` says
-why it cannot be driven there.
+The files in tests/regression/ (below the engine) run in a subprocess against the
+unpatched and the patched tree: one pytest process per tree for all of them (torch and
+sglang import once per tree, not once per file), each file judged on its own. The files
+in tests/engine/ (the real SGLang server on the CPU) run the same way, one process per
+file and tree, since each starts its own servers.
+
+On the patched tree every test must pass. On the unpatched tree every test marked
+``@pytest.mark.fixes(PATCH)`` must fail (with the message its ``unpatched=`` names, when
+it names one), and every unmarked test (behaviour the series must not change) must pass.
+Every patch in the series must be proven by at least one ``fixes`` test, and through the
+engine unless ``BELOW_ENGINE_ONLY`` says why it cannot be driven there.
 """
 
 import json
@@ -23,11 +26,10 @@ from sglang_mimo import series
 TESTS = Path(__file__).parent
 REGRESSION = TESTS / "regression"
 ENGINE = TESTS / "engine"
-FILES = sorted(
-    str(p.relative_to(TESTS))
-    for d in (REGRESSION, ENGINE)
-    for p in d.glob("test_*.py")
-)
+REGRESSION_FILES = sorted(f"regression/{p.name}" for p in REGRESSION.glob("test_*.py"))
+ENGINE_FILES = sorted(f"engine/{p.name}" for p in ENGINE.glob("test_*.py"))
+FILES = REGRESSION_FILES + ENGINE_FILES
+TREES = ("unpatched", "patched")
 # Patches whose user-visible failure the CPU engine cannot reach, and why.
 BELOW_ENGINE_ONLY = {
     "0001-video-decoder-best-effort-pin-memory.patch": (
@@ -47,14 +49,18 @@ BELOW_ENGINE_ONLY = {
         "real decord2 and the torch bridge"
     ),
 }
-TREES = ("unpatched", "patched")
 _outcomes = {}
+_runs = {}
 
 
-def run_regression_file(name, tree_dir, tmp_path, echo=None):
-    """Run one file against one tree; ``echo`` gets the "[engine]" progress lines of
-    engine-tier files as they come (servers take a minute to start)."""
-    report = tmp_path / f"{name.replace('/', '_')}.json"
+def run_files(names, tree_dir, tmp_path, echo=None):
+    """Run test files in one pytest process against one tree.
+
+    Returns (CompletedProcess, {file: {nodeid: result}}); a file that does not collect
+    has no entry (the others still run). ``echo`` gets the "[engine]" progress lines as
+    they come (an engine-tier server takes a minute to start).
+    """
+    report = tmp_path / "report.json"
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
@@ -64,51 +70,58 @@ def run_regression_file(name, tree_dir, tmp_path, echo=None):
         "SGLANG_MIMO_REPORT": str(report),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    out_file = open(tmp_path / f"{name.replace('/', '_')}.out", "w+")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            str(TESTS / name),
-        ],
-        stdout=out_file,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=REGRESSION.parents[1],
-    )
-    stderr = []
-    for line in proc.stderr:
-        stderr.append(line)
-        if echo and line.startswith("[engine]"):
-            echo(f"{name} ({tree_dir.name}): {line[len('[engine] '):]}")
-    proc.wait()
-    out_file.seek(0)
-    stdout = out_file.read()
-    out_file.close()
-    proc = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, "".join(stderr))
-    data = json.loads(report.read_text()) if report.exists() else None
-    return proc, data
+    with open(tmp_path / "pytest.out", "w+") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+            + ["--continue-on-collection-errors"]
+            + [str(TESTS / name) for name in names],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=TESTS.parent,
+        )
+        stderr = []
+        for line in proc.stderr:
+            stderr.append(line)
+            if echo and line.startswith("[engine]"):
+                echo(f"({tree_dir.name}) {line[len('[engine] '):]}")
+        proc.wait()
+        out.seek(0)
+        proc = subprocess.CompletedProcess(
+            proc.args, proc.returncode, out.read(), "".join(stderr)
+        )
+    data = json.loads(report.read_text()) if report.exists() else {}
+    by_file = {}
+    for nodeid, r in data.get("results", {}).items():
+        name = nodeid.split("::", 1)[0].split("tests/", 1)[-1]
+        by_file.setdefault(name, {})[nodeid] = r
+    return proc, by_file
+
+
+def tree_run(name, tree, trees, tmp_path_factory, echo=None):
+    """(CompletedProcess, results by file) of the run that holds ``name`` on ``tree``:
+    all regression files together, each engine file on its own; once per session."""
+    key = ("regression", tree) if name in REGRESSION_FILES else (name, tree)
+    if key not in _runs:
+        names = REGRESSION_FILES if key[0] == "regression" else [name]
+        tmp = tmp_path_factory.mktemp(f"{key[0].replace('/', '-')}-{tree}")
+        _runs[key] = run_files(names, trees[tree], tmp, echo)
+    return _runs[key]
 
 
 @pytest.mark.parametrize("tree", TREES)
 @pytest.mark.parametrize("name", FILES)
-def test_regression_file(name, tree, trees, tmp_path, capsys):
+def test_regression_file(name, tree, trees, tmp_path_factory, capsys):
     def echo(line):
         with capsys.disabled():
-            sys.stderr.write(line)
+            sys.stderr.write(f"{name} {line}")
             sys.stderr.flush()
 
-    proc, data = run_regression_file(name, trees[tree], tmp_path, echo)
+    proc, by_file = tree_run(name, tree, trees, tmp_path_factory, echo)
     log = f"--- pytest output ({tree} tree) ---\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
-    assert (
-        data and data["results"]
-    ), f"{name} collected no tests on the {tree} tree\n{log}"
-    results = data["results"]
+    results = by_file.get(name)
+    assert results, f"{name} collected no tests on the {tree} tree\n{log}"
     _outcomes[(name, tree)] = results
     wrong = []
     for nodeid, r in results.items():
@@ -123,7 +136,8 @@ def test_regression_file(name, tree, trees, tmp_path, capsys):
                 f"{nodeid}: {r['outcome']}, expected {expect} on the {tree} tree"
             )
         elif expect == "failed" and r.get("unpatched"):
-            said = "\n".join(r["message"]) if isinstance(r["message"], list) else r["message"]
+            said = r["message"]
+            said = "\n".join(said) if isinstance(said, list) else said
             if r["unpatched"] not in said:
                 wrong.append(
                     f"{nodeid}: failed on the unpatched tree, but not with "
@@ -135,14 +149,14 @@ def test_regression_file(name, tree, trees, tmp_path, capsys):
     assert not unknown, f"fixes() names patches not in patches/series: {unknown}"
 
 
-def _proven(trees, tmp_path, files):
-    """{patch: [nodeid, ...]} of fixes-tests that failed unpatched, passed patched."""
+def _proven(trees, tmp_path_factory, files):
+    """{patch: [nodeid, ...]} of fixes-tests that failed unpatched and passed patched."""
     proven = {}
     for name in files:
         for tree in TREES:
             if (name, tree) not in _outcomes:
-                _, data = run_regression_file(name, trees[tree], tmp_path)
-                _outcomes[(name, tree)] = data["results"] if data else {}
+                by_file = tree_run(name, tree, trees, tmp_path_factory)[1]
+                _outcomes[(name, tree)] = by_file.get(name, {})
         before, after = _outcomes[(name, "unpatched")], _outcomes[(name, "patched")]
         for nodeid, r in after.items():
             if r["fixes"] and r["outcome"] == "passed":
@@ -151,23 +165,21 @@ def _proven(trees, tmp_path, files):
     return proven
 
 
-def test_every_patch_is_proven_both_ways(trees, tmp_path):
+def test_every_patch_is_proven_both_ways(trees, tmp_path_factory):
     """Each patch has a fixes-test that failed unpatched and passed patched."""
-    proven = _proven(trees, tmp_path, FILES)
+    proven = _proven(trees, tmp_path_factory, FILES)
     missing = [p for p in series.read_series() if p not in proven]
     assert (
         not missing
     ), f"patches without a test that fails unpatched and passes patched: {missing}"
 
 
-def test_every_patch_is_proven_through_the_engine(trees, tmp_path):
+def test_every_patch_is_proven_through_the_engine(trees, tmp_path_factory):
     """Each patch has such a test in tests/engine/ (the real server), or a reason in
     BELOW_ENGINE_ONLY why the engine cannot reach it here."""
-    engine_files = [f for f in FILES if f.startswith("engine/")]
-    proven = _proven(trees, tmp_path, engine_files)
-    missing = [
-        p for p in series.read_series() if p not in proven and p not in BELOW_ENGINE_ONLY
-    ]
+    proven = _proven(trees, tmp_path_factory, ENGINE_FILES)
+    patches = series.read_series()
+    missing = [p for p in patches if p not in proven and p not in BELOW_ENGINE_ONLY]
     assert not missing, f"patches without an engine-level proof: {missing}"
-    stale = [p for p in BELOW_ENGINE_ONLY if p in proven or p not in series.read_series()]
+    stale = [p for p in BELOW_ENGINE_ONLY if p in proven or p not in patches]
     assert not stale, f"BELOW_ENGINE_ONLY lists patches it should not: {stale}"

@@ -207,16 +207,16 @@ def test_export_refuses_what_it_cannot_do(exported, tmp_path):
         "--out",
         tmp_path / "b.md",
     )
-    assert proc.returncode == 1 and "already applied" in proc.stdout
+    assert proc.returncode == 1 and "already applied" in proc.stderr
     proc = run_cli("export-pr", "99", "--checkout", checkout)
     assert proc.returncode == 2
     proc = run_cli("export-pr", PATCH[:4], "--checkout", checkout, "--base", "HEAD~2")
-    assert proc.returncode == 4 and "already exists" in proc.stdout
+    assert proc.returncode == 4 and "already exists" in proc.stderr
     f = checkout / "python" / "sglang" / "version.py"
     f.write_text(f.read_text() + "# local change\n")
     try:
         proc = run_cli("export-pr", PATCH[:4], "--checkout", checkout, "--branch", "x")
-        assert proc.returncode == 4 and "uncommitted" in proc.stdout
+        assert proc.returncode == 4 and "uncommitted" in proc.stderr
     finally:
         git(checkout, "checkout", "--", "python/sglang/version.py")
     proc = run_cli("export-pr", PATCH[:4], "--checkout", tmp_path)

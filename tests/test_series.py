@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import run_apply
+from conftest import make_checkout, run_apply
 
 from sglang_mimo import paths, series
 
@@ -159,11 +159,9 @@ def test_own_upstream_prs_is_a_project_field():
             assert p.status_url in series.own_upstream_prs()
 
 
-def test_applies_without_offset_in_both_layouts(fresh_tree, tmp_path):
-    from test_apply_patches import make_checkout
-
-    checkout = make_checkout(fresh_tree, tmp_path / "ckout")
-    for tree in (fresh_tree, checkout):
+def test_applies_without_offset_in_both_layouts(series_tree, tmp_path):
+    checkout = make_checkout(series_tree, tmp_path / "ckout")
+    for tree in (series_tree, checkout):
         for tool in ("git", "patch"):
             proc = run_apply("--check", tree, env={"APPLY_PATCHES_TOOL": tool})
             assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -171,14 +169,12 @@ def test_applies_without_offset_in_both_layouts(fresh_tree, tmp_path):
                 assert line.endswith(": applies"), f"{tool} on {tree.name}: {line}"
 
 
-def test_quilt_push_all_on_a_checkout(fresh_tree, tmp_path):
+def test_quilt_push_all_on_a_checkout(series_tree, tmp_path):
     if not shutil.which("quilt"):
         pytest.fail("quilt is not installed (make sysdeps installs it)")
-    from test_apply_patches import make_checkout
-
-    checkout = make_checkout(fresh_tree, tmp_path / "ckout")
+    checkout = make_checkout(series_tree, tmp_path / "ckout")
     reference = tmp_path / "ref"
-    shutil.copytree(fresh_tree, reference)
+    shutil.copytree(series_tree, reference)
     run_apply(reference, check=True)
     env = {
         **os.environ,
@@ -253,17 +249,15 @@ def test_pin_is_the_one_source_of_truth():
             assert not any(h in text for h in hashes), f"{path} repeats a pinned hash"
 
 
-def lines_changed_by(tool_args, path, tmp_path):
+def lines_changed_by(formatter, path):
     """Line numbers (0-based) of ``path`` that black/isort would rewrite."""
     import difflib
 
-    work = tmp_path / ("fmt-" + path.name)
-    shutil.copy(path, work)
-    tool = Path(os.sys.executable).parent / tool_args[0]
-    subprocess.run([str(tool), *tool_args[1:], str(work)], capture_output=True)
-    before, after = path.read_text().splitlines(), work.read_text().splitlines()
+    before = path.read_text()
+    after = FORMATTERS[formatter](before)
     changed = set()
-    for tag, i1, i2, _, _ in difflib.SequenceMatcher(None, before, after).get_opcodes():
+    matcher = difflib.SequenceMatcher(None, before.splitlines(), after.splitlines())
+    for tag, i1, i2, _, _ in matcher.get_opcodes():
         if tag != "equal":
             changed.update(range(i1, max(i2, i1 + 1)))
     return changed
@@ -282,14 +276,24 @@ def lines_added_by_series(pristine, patched):
     return added
 
 
-FORMATTERS = [
-    ["black", "-q"],
-    ["isort", "-q", "--profile", "black", "--known-first-party", "sglang"],
-]
+def _black(text):
+    import black
+
+    return black.format_str(text, mode=black.Mode())
 
 
-@pytest.mark.parametrize("formatter", FORMATTERS, ids=lambda f: f[0])
-def test_patch_lines_are_black_and_isort_clean(trees, formatter, tmp_path):
+def _isort(text):
+    import isort
+
+    return isort.code(text, profile="black", known_first_party=["sglang"])
+
+
+# black and isort through their Python APIs (one import, no process per file).
+FORMATTERS = {"black": _black, "isort": _isort}
+
+
+@pytest.mark.parametrize("formatter", FORMATTERS)
+def test_patch_lines_are_black_and_isort_clean(series_trees, formatter):
     """SGLang's style: no line the series adds is one black or isort would rewrite.
 
     Upstream files that are not clean at v0.5.23 are not reformatted (smallest diff).
@@ -299,14 +303,12 @@ def test_patch_lines_are_black_and_isort_clean(trees, formatter, tmp_path):
             if not f.endswith(".py"):
                 continue
             rel = f.removeprefix("python/")
-            patched = trees["patched"] / rel
-            dirty = lines_changed_by(formatter, patched, tmp_path)
-            added = lines_added_by_series(trees["unpatched"] / rel, patched)
+            patched = series_trees["patched"] / rel
+            dirty = lines_changed_by(formatter, patched)
+            added = lines_added_by_series(series_trees["unpatched"] / rel, patched)
             text = patched.read_text().splitlines()
             bad = sorted(dirty & added)
-            assert (
-                not bad
-            ), f"{formatter[0]} would rewrite lines {f} adds:\n" + "\n".join(
+            assert not bad, f"{formatter} would rewrite lines {f} adds:\n" + "\n".join(
                 f"{n + 1}: {text[n]}" for n in bad[:10]
             )
 

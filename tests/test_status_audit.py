@@ -41,14 +41,14 @@ def test_status_table_on_the_patched_tree(trees):
             assert f"#{n}" in row
 
 
-def test_status_names_the_conflict(fresh_tree):
+def test_status_names_the_conflict(series_tree):
     first = series.load_series()[0]
     # Change the first context line of the first patch's first hunk in the tree.
     start = int(re.search(r"^@@ -(\d+)", first.path.read_text(), re.M).group(1))
-    lines = (fresh_tree / DECODER).read_text().splitlines(keepends=True)
+    lines = (series_tree / DECODER).read_text().splitlines(keepends=True)
     lines[start - 1] = lines[start - 1].rstrip("\n") + "  # changed here\n"
-    (fresh_tree / DECODER).write_text("".join(lines))
-    proc = run_cli("status", "--json", fresh_tree, check_rc=1)
+    (series_tree / DECODER).write_text("".join(lines))
+    proc = run_cli("status", "--json", series_tree, check_rc=1)
     rows = {r["patch"]: r for r in json.loads(proc.stdout)["patches"]}
     assert rows[first.name]["tree"] == "conflicts"
     assert "python/" + DECODER in rows[first.name]["detail"]

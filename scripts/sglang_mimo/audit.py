@@ -21,6 +21,7 @@ SGLang tree; 5 the pinned wheel could not be fetched.
 
 import ast
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -369,7 +370,7 @@ def run(args):
         tree = args.tree or trees.pinned_tree()
         findings = report(tree)
     except trees.ToolError as e:
-        print(f"sglang-mimo audit: {e}")
+        print(f"sglang-mimo audit: error: {e}", file=sys.stderr)
         return e.code
     return 1 if findings else 0
 

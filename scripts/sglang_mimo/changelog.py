@@ -12,10 +12,12 @@ release has no section, its generated list is missing, misplaced or stale, or a
 patch of the series is listed under the current release's Dropped heading.
 --write creates the current release's section when the pin has moved (the
 markers move into it; the previous list stays as plain text) and regenerates
-the list.
+the list. This is the one writer of CHANGELOG.md: ``docs --write`` calls it,
+``rebase --write`` uses its functions.
 """
 
 import re
+import sys
 
 from sglang_mimo import docs, paths, series
 
@@ -137,18 +139,30 @@ def render(text=None, patches=None, pin=None):
     return docs.replace_block(text, "patches", docs.render_changelog_patches(patches))
 
 
-def run(args):
-    if args.write:
-        before = CHANGELOG.read_text(encoding="utf-8")
-        after = render(before)
-        if after != before:
-            CHANGELOG.write_text(after, encoding="utf-8")
-            print("updated CHANGELOG.md")
+def write():
+    """Regenerate CHANGELOG.md (section and list); report what is still wrong: exit code."""
+    before = CHANGELOG.read_text(encoding="utf-8")
+    after = render(before)
+    if after != before:
+        CHANGELOG.write_text(after, encoding="utf-8")
+        print("updated CHANGELOG.md")
     found = problems()
     for p in found:
         print(f"CHANGELOG.md: {p}")
-    if found and not args.write:
-        print("run `sglang-mimo changelog --write` (or fix the Dropped list by hand)")
+    return 1 if found else 0
+
+
+def run(args):
+    if args.write:
+        return write()
+    found = problems()
+    for p in found:
+        print(f"CHANGELOG.md: {p}")
+    if found:
+        print(
+            "run `sglang-mimo changelog --write` (or fix the Dropped list by hand)",
+            file=sys.stderr,
+        )
     return 1 if found else 0
 
 

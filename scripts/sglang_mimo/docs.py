@@ -1,8 +1,10 @@
 """docs: regenerate what README.md and CHANGELOG.md derive from the patch headers.
 
 The README's patch table and the CHANGELOG's list of carried patches for the
-current release (patches/pin.json "distribution") sit between marker comments;
-``--write`` rewrites them from the headers, ``--check`` exits 1 when stale.
+current release (patches/pin.json "distribution") sit between marker comments.
+``--write`` rewrites the README table from the headers and hands CHANGELOG.md
+to ``sglang-mimo changelog --write``, its one writer; ``--check`` exits 1 when
+either is stale.
 """
 
 import re
@@ -43,34 +45,38 @@ def replace_block(text, name, body):
 
 
 def rendered():
+    """{README: its text with the patch table regenerated}."""
     patches = series.load_series()
     return {
         README: replace_block(
             README.read_text(), "patch-table", series.render_patch_table(patches)
         ),
-        CHANGELOG: replace_block(
-            CHANGELOG.read_text(), "patches", render_changelog_patches(patches)
-        ),
     }
 
 
 def run(args):
+    from sglang_mimo import changelog
+
     stale = [p for p, text in rendered().items() if p.read_text() != text]
     if args.write:
         for p, text in rendered().items():
             p.write_text(text)
         for p in stale:
             print(f"updated {p.relative_to(paths.REPO)}")
-        return 0
+        return changelog.write()
+    # What is stale is the check's report (stdout, like changelog's and audit's).
     for p in stale:
         print(f"{p.relative_to(paths.REPO)} is stale: run `sglang-mimo docs --write`")
-    return 1 if stale else 0
+    found = changelog.problems()
+    for p in found:
+        print(f"CHANGELOG.md: {p}")
+    return 1 if stale or found else 0
 
 
 def add_parser(sub):
     p = sub.add_parser(
         "docs",
-        help="regenerate the README patch table and CHANGELOG patch list",
+        help="regenerate the README patch table and (through changelog) the CHANGELOG list",
         description=__doc__,
     )
     g = p.add_mutually_exclusive_group()

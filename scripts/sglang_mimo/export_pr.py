@@ -714,7 +714,7 @@ def run(args):
             args.python,
         )
     except trees.ToolError as e:
-        print(f"sglang-mimo export-pr: {e}")
+        print(f"sglang-mimo export-pr: error: {e}", file=sys.stderr)
         return e.code
     print(
         f"branch {branch} in {args.checkout}: {patch.name} + "
@@ -736,7 +736,8 @@ def run(args):
             print(f"verify: {label} the patch: {counts}")
         if not ok:
             print(
-                "verify: the moved test does not fail before and pass after the patch"
+                "verify: the moved test does not fail before and pass after the patch",
+                file=sys.stderr,
             )
             return 1
     return 0

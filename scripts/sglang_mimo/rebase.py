@@ -24,10 +24,11 @@ found a gap on the new base; 5 a wheel could not be downloaded.
 import json
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
-from sglang_mimo import audit, changelog, docs, paths, series, trees
+from sglang_mimo import audit, changelog, docs, paths, series, tables, trees
 
 OUTCOME = {
     "applies": "applies",
@@ -39,7 +40,20 @@ FORMAT_PATCH += ["--no-signature", "--stdout"]
 
 
 def work_tree(version, wheel):
+    """build/rebase/sglang-VERSION: ``wheel`` as a checkout tagged vVERSION, nothing else.
+
+    A tree made from the same wheel before is reset to its tag (commits, changes
+    and .rej files of the last run dropped) instead of being unpacked again.
+    """
     dest = trees.BUILD / "rebase" / f"sglang-{version}"
+    first = f"SGLang {version}, unpacked from {Path(wheel).name}"
+    if (dest / ".git").is_dir() and trees.git(
+        dest, "log", "-1", "--format=%s", f"v{version}", check=False
+    ).strip() == first:
+        trees.git(dest, "am", "--abort", check=False)
+        trees.git(dest, "reset", "-q", "--hard", f"v{version}")
+        trees.git(dest, "clean", "-q", "-f", "-d", "-x")
+        return dest
     shutil.rmtree(dest, ignore_errors=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tree.", dir=dest.parent))
@@ -173,18 +187,17 @@ def refresh(result):
 
 def render(result):
     out = [f"SGLang {result['version']}: series tried in {result['tree']}", ""]
-    out += ["| wheel | file | sha256 |", "|---|---|---|"]
-    for k, w in result["wheels"].items():
-        out.append(f"| {k} | {w['filename']} | {w['sha256']} |")
-    out += ["", "| patch | outcome | detail |", "|---|---|---|"]
+    wheels = [[k, w["filename"], w["sha256"]] for k, w in result["wheels"].items()]
+    out += [tables.render(["wheel", "file", "sha256"], wheels), ""]
+    rows = []
     for r in result["patches"]:
         detail = r["detail"]
         if r["outcome"] == "already upstream":
             detail = "drop it (CHANGELOG: Dropped)"
         if r["rej"]:
             detail += f"; rejected hunks: {', '.join(r['rej'])}"
-        out.append(f"| {r['patch']} | {r['outcome']} | {detail} |")
-    out.append("")
+        rows.append([r["patch"], r["outcome"], detail])
+    out += [tables.render(["patch", "outcome", "detail"], rows), ""]
     out += result["audit"] or ["audit: no gap on this base"]
     return "\n".join(out)
 
@@ -193,7 +206,7 @@ def run(args):
     try:
         result = try_series(args.version)
     except trees.ToolError as e:
-        print(f"sglang-mimo rebase: {e}")
+        print(f"sglang-mimo rebase: error: {e}", file=sys.stderr)
         return e.code
     conflicts = any(r["outcome"] == "conflicts" for r in result["patches"])
     code = 1 if conflicts else (4 if result["audit"] else 0)
@@ -201,7 +214,7 @@ def run(args):
         try:
             carried, dropped = refresh(result)
         except trees.ToolError as e:
-            print(f"sglang-mimo rebase: {e}")
+            print(f"sglang-mimo rebase: error: {e}", file=sys.stderr)
             return e.code
         result["written"] = {"refreshed": carried, "dropped": dropped}
     if args.json:

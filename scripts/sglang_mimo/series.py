@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from pathlib import Path
 
-from sglang_mimo import paths
+from sglang_mimo import paths, tables
 
 REQUIRED_TRAILERS = ("Upstream-Status", "Origin", "Breaks-Without")
 KNOWN_TRAILERS = REQUIRED_TRAILERS + ("Bug", "Related")
@@ -265,19 +265,27 @@ def status_word(patch):
 
 def render_patch_table(patches):
     """The README's patch table (Markdown), derived from the headers."""
-    rows = [
-        "| # | patch | upstream status | bug | related upstream PRs "
-        "| what breaks without it |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows = []
     for p in patches:
         rows.append(
-            f"| {p.name.split('-', 1)[0]} | {p.subject} | {status_cell(p)} | "
-            f"{', '.join(link(u) for u in p.bugs)} | "
-            f"{', '.join(f'{link(u)} ({why})' for u, why in p.related)} | "
-            f"{p.trailer('Breaks-Without')} |"
+            [
+                p.name.split("-", 1)[0],
+                p.subject,
+                status_cell(p),
+                ", ".join(link(u) for u in p.bugs),
+                ", ".join(f"{link(u)} ({why})" for u, why in p.related),
+                p.trailer("Breaks-Without"),
+            ]
         )
-    return "\n".join(rows)
+    header = [
+        "#",
+        "patch",
+        "upstream status",
+        "bug",
+        "related upstream PRs",
+        "what breaks without it",
+    ]
+    return tables.render(header, rows)
 
 
 def link(url):

@@ -20,11 +20,10 @@ import re
 import struct
 import sys
 import time
-import urllib.error
-import urllib.request
-import uuid
 import wave
 from pathlib import Path
+
+from sglang_mimo import tables
 
 CHECKS = ("health", "text", "audio", "transcription", "video")
 NEEDS_MODALITY = {"audio": "audio", "transcription": "transcription", "video": "video"}
@@ -104,16 +103,20 @@ class CheckFailed(Exception):
     pass
 
 
-def _request(url, data=None, headers=None, timeout=60.0, method=None):
-    req = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+def _request(method, url, timeout, **kwargs):
+    """(status, body bytes) of one HTTP request with httpx; CheckFailed without an answer.
+
+    ``trust_env=False``: no proxy or netrc from the environment, the request goes to
+    ``url`` itself.
+    """
+    import httpx
+
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        raise CheckFailed(f"no response: {reason}") from e
+        with httpx.Client(timeout=timeout, trust_env=False) as client:
+            r = client.request(method, url, **kwargs)
+            return r.status_code, r.content
+    except httpx.HTTPError as e:
+        raise CheckFailed(f"no response: {e or type(e).__name__}") from e
 
 
 def _error_text(status, body):
@@ -126,9 +129,7 @@ def _error_text(status, body):
 
 
 def _post_json(url, payload, timeout):
-    status, body = _request(
-        url, json.dumps(payload).encode(), {"Content-Type": "application/json"}, timeout
-    )
+    status, body = _request("POST", url, timeout, json=payload)
     if status != 200:
         raise CheckFailed(_error_text(status, body))
     try:
@@ -152,20 +153,6 @@ def _chat_reply(obj):
     return text
 
 
-def _multipart(fields, files):
-    boundary = uuid.uuid4().hex
-    out = io.BytesIO()
-    for name, value in fields.items():
-        out.write(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
-                  f"{value}\r\n".encode())  # fmt: skip
-    for name, (filename, ctype, data) in files.items():
-        out.write(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; "
-                  f"filename=\"{filename}\"\r\nContent-Type: {ctype}\r\n\r\n".encode())  # fmt: skip
-        out.write(data + b"\r\n")
-    out.write(f"--{boundary}--\r\n".encode())
-    return out.getvalue(), f"multipart/form-data; boundary={boundary}"
-
-
 # ------------------------------------------------------------------------ checks
 
 
@@ -187,7 +174,7 @@ class Smoke:
         if self.model is None:
             self.model = "default"
             try:
-                status, body = _request(f"{self.url}/v1/models", timeout=self.timeout)
+                status, body = _request("GET", f"{self.url}/v1/models", self.timeout)
                 if status == 200:
                     self.model = json.loads(body)["data"][0]["id"]
             except (CheckFailed, ValueError, KeyError, IndexError, TypeError):
@@ -206,7 +193,7 @@ class Smoke:
         )
 
     def check_health(self):
-        status, body = _request(f"{self.url}/health", timeout=self.timeout)
+        status, body = _request("GET", f"{self.url}/health", self.timeout)
         if status != 200:
             raise CheckFailed(_error_text(status, body))
         return "HTTP 200"
@@ -222,15 +209,12 @@ class Smoke:
         ])  # fmt: skip
 
     def check_transcription(self):
-        body, ctype = _multipart(
-            {"model": self.model_name(), "response_format": "json"},
-            {"file": ("smoke.wav", "audio/wav", self.wav)},
-        )
         status, raw = _request(
+            "POST",
             f"{self.url}/v1/audio/transcriptions",
-            body,
-            {"Content-Type": ctype},
             self.timeout,
+            data={"model": self.model_name(), "response_format": "json"},
+            files={"file": ("smoke.wav", self.wav, "audio/wav")},
         )
         if status != 200:
             raise CheckFailed(_error_text(status, raw))
@@ -271,18 +255,18 @@ def run_checks(smoke, checks, progress=sys.stderr):
 
 
 def format_table(rows, skipped=()):
-    lines = [f"{'check':14} {'result':6} {'latency':>10}  detail", "-" * 72]
-    for name, status, dt, detail in rows:
-        d = detail if len(detail) <= 60 else detail[:57] + "..."
-        lines.append(f"{name:14} {status:6} {dt * 1000:>7.0f} ms  {d}")
-    for name, why in skipped:
-        lines.append(f"{name:14} {'SKIP':6} {'-':>10}  {why}")
-    failed = sum(1 for r in rows if r[1] != "PASS")
-    lines.append("-" * 72)
-    lines.append(
-        f"{len(rows) - failed} passed, {failed} failed, {len(skipped)} skipped"
+    body = [
+        (name, status, f"{dt * 1000:.0f} ms",
+         detail if len(detail) <= 60 else detail[:57] + "...")
+        for name, status, dt, detail in rows
+    ] + [(name, "SKIP", "-", why) for name, why in skipped]  # fmt: skip
+    table = tables.render(
+        ["check", "result", "latency", "detail"], body, markdown=False, align="llrl"
     )
-    return "\n".join(lines)
+    failed = sum(1 for r in rows if r[1] != "PASS")
+    rule = "-" * max(len(line) for line in table.splitlines())
+    summary = f"{len(rows) - failed} passed, {failed} failed, {len(skipped)} skipped"
+    return "\n".join([table, rule, summary])
 
 
 _URL_RE = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?/?$")

@@ -12,8 +12,9 @@ Exit codes: 0 every patch is contained or applies; 1 a patch conflicts;
 """
 
 import json
+import sys
 
-from sglang_mimo import series, trees
+from sglang_mimo import series, tables, trees
 
 WORDS = {"applies": "needs", "already applied": "contains", "conflicts": "conflicts"}
 
@@ -44,25 +45,26 @@ def collect(tree=None, series_file=None):
 
 
 def render_table(rows):
-    out = [
-        "| patch | title | upstream PR | Upstream-Status | in this tree |",
-        "|---|---|---|---|---|",
-    ]
-    for r in rows:
-        prs = ", ".join(f"#{n}" for n in r["upstream_prs"]) or "-"
-        where = r["tree"] + (f" ({r['detail']})" if r["detail"] else "")
-        out.append(
-            f"| {r['patch'][:4]} | {r['title']} | {prs} | {r['upstream_status']} "
-            f"| {where} |"
-        )
-    return "\n".join(out)
+    return tables.render(
+        ["patch", "title", "upstream PR", "Upstream-Status", "in this tree"],
+        [
+            [
+                r["patch"][:4],
+                r["title"],
+                ", ".join(f"#{n}" for n in r["upstream_prs"]) or "-",
+                r["upstream_status"],
+                r["tree"] + (f" ({r['detail']})" if r["detail"] else ""),
+            ]
+            for r in rows
+        ],
+    )
 
 
 def run(args):
     try:
         tree, version, rows = collect(args.tree)
     except trees.ToolError as e:
-        print(f"sglang-mimo status: {e}")
+        print(f"sglang-mimo status: error: {e}", file=sys.stderr)
         return e.code
     if args.json:
         print(json.dumps({"tree": tree, "version": version, "patches": rows}, indent=1))

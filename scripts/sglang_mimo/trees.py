@@ -2,48 +2,38 @@
 
 - ``run_apply`` / ``check``: run ``scripts/apply_patches.sh`` and parse its
   per-patch report (``NAME: applies|already applied|conflicts[: DETAIL]``).
-  Nothing here applies, checks or reverses a patch itself.
-- ``fetch_release_wheels``: download an SGLang release's wheels with pip
-  (cached under build/wheels/) and hash them.
-- ``unpack_wheel`` / ``make_checkout``: a site-packages tree or a
-  checkout-layout git repository (``python/sglang/...``, tagged ``v<version>``)
-  built from a wheel.
+- ``fetch_release_wheels``: an SGLang release's wheels, downloaded with pip
+  (cached under build/wheels/) and hashed.
+- ``unpack_wheel`` / ``make_checkout`` / ``tree_version``: from
+  ``sglang_mimo.apply``, the one implementation behind the apply script.
 """
 
-import hashlib
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sglang_mimo import paths
+from sglang_mimo import apply, paths
+from sglang_mimo.apply import (  # noqa: F401  (the tools reach them through trees)
+    GIT_IDENT,
+    SKIP_SUFFIXES,
+    make_checkout,
+    sha256,
+    tree_version,
+    unpack_wheel,
+    wheel_filename,
+)
 
 BUILD = paths.BUILD
-# Heavy binaries and CUDA sources: not needed to read, patch or import the Python.
-SKIP_SUFFIXES = (".so", ".cu", ".cuh", ".h", ".cpp", ".hip")
-GIT_IDENT = {
-    "GIT_AUTHOR_NAME": "sglang-mimo",
-    "GIT_AUTHOR_EMAIL": "sglang-mimo@users.noreply.github.com",
-    "GIT_COMMITTER_NAME": "sglang-mimo",
-    "GIT_COMMITTER_EMAIL": "sglang-mimo@users.noreply.github.com",
-}
 CHECK_LINE = re.compile(
     r"^(?P<name>\S+\.patch): (?P<status>applies|already applied|conflicts|"
     r"reverses|not applied)(?:: (?P<detail>.*))?$"
 )
-
-
-class ToolError(Exception):
-    """A failure with the exit code the command should end with."""
-
-    def __init__(self, message, code=1):
-        super().__init__(message)
-        self.code = code
+# A failure with the exit code the command should end with (message, code=1).
+ToolError = apply.ApplyError
 
 
 @dataclass
@@ -109,19 +99,6 @@ def single_patch_series(patch_path, folder):
     return series_file
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def wheel_filename(version, key):
-    arch, py = key.split("-")
-    return f"sglang-{version}-{py}-{py}-manylinux_2_34_{arch}.whl"
-
-
 def wheel_keys():
     """The wheel keys the pin carries (x86_64-cp311, x86_64-cp312, aarch64-cp312)."""
     return list(paths.load_pin()["wheels"])
@@ -129,78 +106,17 @@ def wheel_keys():
 
 def local_wheel_key():
     """This machine's wheel key when the pin has one, else the pin's first key."""
-    import platform
-
-    key = f"{platform.machine()}-cp{sys.version_info[0]}{sys.version_info[1]}"
-    keys = wheel_keys()
-    if key in keys:
-        return key
-    same_arch = [k for k in keys if k.startswith(platform.machine() + "-")]
-    return (same_arch or keys)[0]
+    return apply.wheel_key(paths.load_pin())
 
 
 def fetch_release_wheels(version, keys=None, dest=None):
     """Download sglang==version wheels with pip (cached): {key: (path, sha256)}."""
     dest = Path(dest or BUILD / "wheels")
-    dest.mkdir(parents=True, exist_ok=True)
     out = {}
     for key in keys or wheel_keys():
-        arch, py = key.split("-")
-        target = dest / wheel_filename(version, key)
-        if not target.exists():
-            tmp = Path(tempfile.mkdtemp(prefix=".download.", dir=dest))
-            try:
-                proc = subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "pip",
-                        "download",
-                        "--quiet",
-                        "--no-deps",
-                        "--only-binary=:all:",
-                        "--platform",
-                        f"manylinux_2_34_{arch}",
-                        "--implementation",
-                        "cp",
-                        "--python-version",
-                        py[2:],
-                        "--abi",
-                        py,
-                        "-d",
-                        str(tmp),
-                        f"sglang=={version}",
-                    ],
-                    capture_output=True,
-                    text=True,
-                )
-                got = tmp / target.name
-                if proc.returncode != 0 or not got.exists():
-                    raise ToolError(
-                        f"could not download {target.name} (sglang=={version}) with "
-                        f"pip: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}",
-                        5,
-                    )
-                got.rename(target)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        out[key] = (target, sha256(target))
+        wheel = apply.fetch_wheel(version, key, dest)
+        out[key] = (wheel, sha256(wheel))
     return out
-
-
-def unpack_wheel(wheel, dest):
-    """Unpack the sglang package and its dist-info (site-packages layout) into dest."""
-    dest = Path(dest)
-    with zipfile.ZipFile(wheel) as z:
-        for m in z.infolist():
-            top = m.filename.split("/", 1)[0]
-            if m.filename.endswith(SKIP_SUFFIXES):
-                continue
-            if top == "sglang" or (
-                top.startswith("sglang-") and top.endswith(".dist-info")
-            ):
-                z.extract(m, dest)
-    return dest
 
 
 def git(repo, *args, check=True, env=None):
@@ -215,56 +131,18 @@ def git(repo, *args, check=True, env=None):
     return proc.stdout
 
 
-def make_checkout(wheel, dest, version):
-    """A checkout-layout git repository (python/sglang/...) of ``wheel``, tagged v<version>.
-
-    The dist-info goes beside the package (python/sglang-*.dist-info), so that
-    apply_patches.sh reads the version the same way as for an installed package.
-    """
-    dest = Path(dest)
-    unpack_wheel(wheel, dest / "python")
-    git(dest, "init", "-q")
-    git(dest, "add", "-A")
-    message = f"SGLang {version}, unpacked from {Path(wheel).name}"
-    git(dest, "commit", "-q", "-m", message, env=GIT_IDENT)
-    git(dest, "tag", f"v{version}", env=GIT_IDENT)
-    return dest
-
-
-def tree_version(tree):
-    """The sglang version of a tree (either layout), from its dist-info or _version.py."""
-    tree = Path(tree)
-    pkg = tree / "python" if (tree / "python" / "sglang").is_dir() else tree
-    for meta in pkg.glob("sglang-*.dist-info/METADATA"):
-        for line in meta.read_text(encoding="utf-8").splitlines():
-            if line.startswith("Version:"):
-                return line.split(":", 1)[1].strip()
-    vf = pkg / "sglang" / "_version.py"
-    if vf.exists():
-        m = re.search(
-            r"""^__version__ = version = ['"]([^'"]+)""", vf.read_text(), re.M
-        )
-        if m:
-            return m.group(1)
-    return None
-
-
 def package_dir(tree):
     """The directory that holds ``sglang/`` in a tree of either layout."""
     tree = Path(tree)
-    if (tree / "python" / "sglang" / "__init__.py").exists():
-        return tree / "python"
-    if (tree / "sglang" / "__init__.py").exists():
-        return tree
+    kind, _ = apply.layout(tree)
+    if kind:
+        return tree / "python" if kind == "checkout" else tree
     raise ToolError(f"{tree} holds no sglang package", 3)
 
 
 def pinned_wheel():
-    """The pinned wheel for this machine, downloaded and hash-checked by the apply script."""
-    proc = run_apply("--fetch")
-    if proc.returncode != 0:
-        raise ToolError(proc.stderr.strip(), proc.returncode)
-    return Path(proc.stdout.strip().splitlines()[-1])
+    """The pinned wheel for this machine, downloaded and hash-checked."""
+    return apply.fetch_pinned(paths.load_pin(), BUILD)
 
 
 def pinned_tree():

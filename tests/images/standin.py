@@ -45,7 +45,7 @@ LABEL_KEY = "io.github.sglang-mimo.standin-key"
 STANDIN_FORMAT = 1
 
 # What importing the patched modules needs, beyond the sglang wheel (found by
-# importing until nothing failed; see shared/notes/environment.md).
+# importing until nothing failed).
 IMPORT_PACKAGES = [
     "numpy==2.3.5",
     "orjson==3.13.0",

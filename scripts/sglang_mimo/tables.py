@@ -1,0 +1,28 @@
+"""The one table renderer of the tools: Markdown (README, status, rebase) or plain text (smoke)."""
+
+
+def render(header, rows, markdown=True, align=None):
+    """A table of ``header`` and ``rows`` (lists of cells; str() is applied).
+
+    Markdown: ``| a | b |`` lines under a ``|---|---|`` rule. Plain: columns padded
+    to their widest cell, two spaces apart, a dashed rule under the header;
+    ``align`` is a string of "l"/"r", one per column (default: all left).
+    """
+    rows = [[str(c) for c in r] for r in rows]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    align = align or "l" * len(header)
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+
+    def line(cells):
+        out = [
+            c.rjust(w) if a == "r" else c.ljust(w)
+            for c, w, a in zip(map(str, cells), widths, align)
+        ]
+        return "  ".join(out).rstrip()
+
+    return "\n".join(
+        [line(header), "-" * (sum(widths) + 2 * (len(widths) - 1))]
+        + [line(r) for r in rows]
+    )

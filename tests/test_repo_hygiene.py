@@ -1,0 +1,74 @@
+"""Small promises about the repository's own text: one apply implementation, comments
+that agree with the pin, no pointers to documents the project does not ship."""
+
+import re
+import subprocess
+
+from sglang_mimo import paths
+
+REPO = paths.REPO
+
+
+def tracked():
+    out = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True
+    ).stdout.split()
+    return [REPO / f for f in out if (REPO / f).is_file()] or [
+        p for p in REPO.rglob("*") if p.is_file() and ".git" not in p.parts
+    ]
+
+
+def test_install_sh_names_the_pinned_nccl_floor():
+    """docker/install.sh's comments name the floor of patches/pin.json, no other."""
+    nccl = paths.load_pin()["nccl"]
+    comments = "\n".join(
+        line
+        for line in (REPO / "docker" / "install.sh").read_text().splitlines()
+        if line.lstrip().startswith("#")
+    )
+    assert nccl["min_version"] in comments
+    named = set(re.findall(r"\b2\.\d+\.\d+\b", comments))
+    # 2.28.9: the release with the deadlock the floor is about.
+    assert named <= {"2.28.9", nccl["min_version"], nccl["version"]}, named
+
+
+def test_apply_script_is_only_an_entry_point():
+    """No second copy of the apply logic: the bash script only starts the module."""
+    text = (REPO / "scripts" / "apply_patches.sh").read_text()
+    assert "sglang_mimo.apply" in text
+    for logic in ("git apply", "patch -p1", "git am", "pip download", "eval"):
+        assert logic not in text, logic
+
+
+def test_no_pointer_to_unshipped_notes():
+    """Nothing points at the development machine's notes or paths."""
+    bad = re.compile(r"shared/notes|/work/(?:main|shared|coord)")
+    hits = []
+    for path in tracked():
+        if path.suffix in {".patch", ".mp4", ".whl"}:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
+            if bad.search(line) and path.name != "test_repo_hygiene.py":
+                hits.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    assert not hits, "\n".join(hits)
+
+
+def test_apply_module_needs_only_the_standard_library():
+    """apply_patches.sh runs it with ``python3 -I -S``: no site-packages at all."""
+    proc = subprocess.run(
+        [
+            "python3",
+            "-I",
+            "-S",
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); import sglang_mimo.apply",
+            str(REPO / "scripts"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
