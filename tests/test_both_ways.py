@@ -48,6 +48,13 @@ BELOW_ENGINE_ONLY = {
         "tests/regression/test_video_decoder.py drives the patched decord path with "
         "real decord2 and the torch bridge"
     ),
+    "0008-triton-prefill-window-and-sinks.patch": (
+        "it changes the Triton prefill kernel behind --mm-attention-backend triton_attn "
+        "(the GB10 recipes), which compiles for GPUs only; the CPU engine runs the sdpa "
+        "multimodal backend. tests/regression/test_triton_window_sinks.py runs the kernel "
+        "in Triton's interpreter against a float64 reference and the plumbing both ways; "
+        "the same cases ran compiled on an H200 (README, measurements)"
+    ),
 }
 _outcomes = {}
 _runs = {}
