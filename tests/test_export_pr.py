@@ -190,7 +190,7 @@ def test_export_refuses_a_backport(exported, tmp_path):
         tmp_path / "b.md",
     )
     assert proc.returncode == 2
-    assert "backport" in proc.stdout and backport.status_url in proc.stdout
+    assert "backport" in proc.stderr and backport.status_url in proc.stderr
     assert not (tmp_path / "b.md").exists()
 
 
