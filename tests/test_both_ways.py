@@ -60,6 +60,11 @@ _outcomes = {}
 _runs = {}
 
 
+def print_progress(line):
+    sys.stderr.write(line)
+    sys.stderr.flush()
+
+
 def run_files(names, tree_dir, tmp_path, echo=None):
     """Run test files in one pytest process against one tree.
 
@@ -81,6 +86,8 @@ def run_files(names, tree_dir, tmp_path, echo=None):
         proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
             + ["--continue-on-collection-errors"]
+            # Engine files: no capture, so the servers' progress lines come through.
+            + (["-s"] if echo else [])
             + [str(TESTS / name) for name in names],
             stdout=out,
             stderr=subprocess.PIPE,
@@ -106,13 +113,14 @@ def run_files(names, tree_dir, tmp_path, echo=None):
     return proc, by_file
 
 
-def tree_run(name, tree, trees, tmp_path_factory, echo=None):
+def tree_run(name, tree, trees, tmp_path_factory, echo=print_progress):
     """(CompletedProcess, results by file) of the run that holds ``name`` on ``tree``:
     all regression files together, each engine file on its own; once per session."""
     key = ("regression", tree) if name in REGRESSION_FILES else (name, tree)
     if key not in _runs:
         names = REGRESSION_FILES if key[0] == "regression" else [name]
         tmp = tmp_path_factory.mktemp(f"{key[0].replace('/', '-')}-{tree}")
+        echo = echo if name in ENGINE_FILES else None
         _runs[key] = run_files(names, trees[tree], tmp, echo)
     return _runs[key]
 
