@@ -54,9 +54,17 @@ def test_header_problems_finds_gaps(tmp_path):
 PR = "https://github.com/sgl-project/sglang/pull/"
 
 
-def with_trailers(tmp_path, *trailers):
-    """The first patch of the series with its trailer paragraph replaced."""
+UPSTREAM_AUTHOR = "Some Author <some@example.com>"
+
+
+def with_trailers(tmp_path, *trailers, author=None):
+    """The first patch of the series with its trailer paragraph replaced, and
+    ``From:`` this project for ``Origin: vendor``, an upstream author otherwise."""
     text = (paths.PATCHES / series.read_series()[0]).read_text()
+    if author is None:
+        vendor = "Origin: vendor" in trailers
+        author = series.VENDOR_AUTHOR if vendor else UPSTREAM_AUTHOR
+    text = re.sub(r"(?m)^From: .*$", f"From: {author}", text, count=1)
     head, sep, rest = text.partition("\n---\n")
     paras = head.split("\n\n")
     paras[-1] = "\n".join(("Breaks-Without: something fails",) + trailers)
@@ -66,8 +74,10 @@ def with_trailers(tmp_path, *trailers):
 
 
 @pytest.mark.parametrize(
-    "trailers, complaint",
+    "trailers, complaint, author",
     [
+        (*case, None)[:3]
+        for case in [
         # Submitted names a PR this project did not open (0001 once named #24503)
         (
             ("Origin: vendor", f"Upstream-Status: Submitted [{PR}24503]"),
@@ -119,11 +129,29 @@ def with_trailers(tmp_path, *trailers):
             "repeats",
         ),
         (("Upstream-Status: Pending",), "no Origin trailer"),
+        # this project's code under an upstream author's name (0006 and 0008 were
+        # once written from PR descriptions but carried From: the PR authors)
+        (
+            (
+                "Origin: vendor",
+                f"Related: {PR}33198 (upstream's own fix, open)",
+                "Upstream-Status: Inappropriate [upstream's own fix is open as #33198]",
+            ),
+            "our code is From:",
+            UPSTREAM_AUTHOR,
+        ),
+        # upstream's code under this project's name
+        (
+            (f"Origin: backport, {PR}37060", f"Upstream-Status: Backport [{PR}37060]"),
+            "a backport keeps its author",
+            "sglang-mimo <sglang-mimo@users.noreply.github.com>",
+        ),
         (("Origin: upstream", "Upstream-Status: Pending"), "Origin is neither"),
+        ]
     ],
 )
-def test_provenance_confusions_are_rejected(tmp_path, trailers, complaint):
-    problems = series.header_problems(with_trailers(tmp_path, *trailers))
+def test_provenance_confusions_are_rejected(tmp_path, trailers, complaint, author):
+    problems = series.header_problems(with_trailers(tmp_path, *trailers, author=author))
     assert any(complaint in p for p in problems), problems
 
 
@@ -140,6 +168,12 @@ def test_provenance_accepts_what_dep3_means(tmp_path):
             f"Origin: backport, {PR}33198",
             f"Related: {PR}31343 (cause)",
             f"Upstream-Status: Backport [{PR}33198]",
+        ),
+        # our stand-in while upstream's own fix is open and unreadable
+        (
+            "Origin: vendor",
+            f"Related: {PR}33198 (upstream's own fix, open)",
+            "Upstream-Status: Inappropriate [upstream's own fix is open as #33198]",
         ),
     ]
     for trailers in ok:

@@ -23,6 +23,8 @@ def render_changelog_patches(patches):
             line += (
                 f" {'of' if series.status_word(p) == 'Backport' else 'as'} #{p.fix_pr}"
             )
+        if series.status_word(p) == "Inappropriate":
+            line += f" ({series.inappropriate_reason(p)})"
         line += "."
         if p.bugs:
             line += (

@@ -28,7 +28,7 @@ on the branch, and the outcome goes into the body.
 
 Exit codes: 0 done; 1 the patch does not apply to the checkout, or --verify
 found the test not failing before / not passing after; 2 usage (no such patch,
-no fixes-test, or a Backport: upstream's own fix, nothing of ours to send); 3 DIR is not a git checkout of SGLang; 4 the checkout is not
+no fixes-test, a Backport: upstream's own fix, or Inappropriate: not to be sent); 3 DIR is not a git checkout of SGLang; 4 the checkout is not
 clean or the branch exists.
 """
 
@@ -609,6 +609,13 @@ def export(
         raise trees.ToolError(
             f"{patch.name} is a backport of upstream's own fix ({patch.status_url}): "
             "nothing to export; only our own (Pending) patches become PRs",
+            2,
+        )
+    if series.status_word(patch) == "Inappropriate":
+        raise trees.ToolError(
+            f"{patch.name} is not to be sent upstream "
+            f"({series.inappropriate_reason(patch)}): nothing to export; only our "
+            "own (Pending) patches become PRs",
             2,
         )
     checkout = Path(checkout).resolve()

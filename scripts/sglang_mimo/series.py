@@ -8,9 +8,12 @@ trailers in DEP-3 terms:
 - ``Upstream-Status``: Yocto's ``Pending``, ``Submitted [url]`` (a PR this project
   opened upstream: only those listed in pyproject.toml ``[tool.sglang-mimo]
   own-upstream-prs``), ``Backport [url]`` (upstream's own fix, merged or an open
-  PR, carried adapted) or ``Inappropriate [why]``;
-- ``Origin``: where the code came from: ``vendor`` (this project) or
-  ``backport, <url>`` (the upstream PR or commit of a Backport);
+  PR, carried adapted) or ``Inappropriate [why]`` (not to be sent upstream, e.g.
+  this project's stand-in while upstream's own fix, named in ``Related``, is
+  open and its diff unreadable);
+- ``Origin``: where the code came from: ``vendor`` (this project, and then
+  ``From:`` is this project, VENDOR_AUTHOR) or ``backport, <url>`` (the upstream
+  PR or commit of a Backport, and ``From:`` its author);
 - ``Bug`` (any number): the upstream issue the patch fixes;
 - ``Related`` (any number): other upstream PRs, ``<url> (<why>)``: the change
   that caused the bug, closed attempts, competing PRs;
@@ -21,7 +24,8 @@ The old mixed ``Upstream-PR`` trailer is rejected.
 
 import re
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
+import email.parser
+import email.policy
 from pathlib import Path
 
 from sglang_mimo import paths, tables
@@ -41,6 +45,8 @@ COMMIT_URL = re.compile(
     r"^https://github\.com/sgl-project/sglang/commit/[0-9a-f]{7,40}$"
 )
 ORIGIN = re.compile(r"^(vendor|backport, (\S+))$")
+# The ``From:`` of this project's own code.
+VENDOR_AUTHOR = "sglang-mimo <sglang-mimo@users.noreply.github.com>"
 RELATED = re.compile(r"^(\S+) \((.+)\)$")
 
 
@@ -148,23 +154,16 @@ def read_series(series_file=paths.SERIES):
 
 
 def parse_patch(path):
-    """Parse one ``git format-patch`` file into a Patch."""
+    """Parse one ``git format-patch`` file into a Patch (an mbox message: its
+    headers through the stdlib ``email`` parser, the message up to ``---``)."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
-    head, sep, rest = text.partition("\n---\n")
+    msg = email.parser.Parser(policy=email.policy.default).parsestr(text)
+    message, sep, rest = msg.get_payload().partition("\n---\n")
     if not sep:
         raise ValueError(f"{path.name}: no '---' line after the commit message")
-    lines = head.split("\n")
-    headers, i = {}, 1  # line 0 is the mbox "From <sha> ..." line
-    while i < len(lines) and lines[i]:
-        key, _, value = lines[i].partition(":")
-        i += 1
-        while i < len(lines) and lines[i].startswith((" ", "\t")):
-            value += lines[i]
-            i += 1
-        headers[key] = str(make_header(decode_header(value.strip())))
-    subject = re.sub(r"^\[PATCH[^\]]*\]\s*", "", headers.get("Subject", ""))
-    message = "\n".join(lines[i + 1 :]).strip("\n")
+    subject = re.sub(r"^\[PATCH[^\]]*\]\s*", "", str(msg.get("Subject", "")))
+    message = message.strip("\n")
     paragraphs = message.split("\n\n")
     trailers = []
     last = paragraphs[-1].splitlines() if paragraphs else []
@@ -180,8 +179,8 @@ def parse_patch(path):
     return Patch(
         name=path.name,
         path=path,
-        author=headers.get("From", ""),
-        date=headers.get("Date", ""),
+        author=str(msg.get("From", "")),
+        date=str(msg.get("Date", "")),
         subject=subject,
         body=message,
         trailers=trailers,
@@ -246,6 +245,15 @@ def provenance_problems(patch, own_prs=None):
         problems.append(f"Backport [{url}] but Origin is {origin!r}: name the same url")
     if word in ("Pending", "Submitted") and origin and origin != "vendor":
         problems.append(f"{word} patch with Origin {origin!r}: ours is 'vendor'")
+    if origin == "vendor" and patch.author != VENDOR_AUTHOR:
+        problems.append(
+            f"Origin vendor (this project's code) but From: {patch.author!r}: "
+            f"our code is From: {VENDOR_AUTHOR}"
+        )
+    if origin and origin != "vendor" and patch.author == VENDOR_AUTHOR:
+        problems.append(
+            f"Origin {origin!r} but From: this project: a backport keeps its author"
+        )
     for bug in patch.bugs:
         if not ISSUE_URL.match(bug):
             problems.append(f"Bug is not an sgl-project/sglang issue URL: {bug!r}")
@@ -301,4 +309,21 @@ def status_cell(patch):
         return f"Backport of {link(url)}"
     if word == "Submitted" and url:
         return f"Submitted as {link(url)}"
+    if word == "Inappropriate":
+        return f"Inappropriate: {inappropriate_reason(patch, link=True)}"
     return word
+
+
+def inappropriate_reason(patch, link=False):
+    """The ``[why]`` of ``Inappropriate [why]``; with ``link``, each ``#N`` it
+    names is linked to the URL the header gives for it (Related or Bug)."""
+    m = UPSTREAM_STATUS.match(patch.trailer("Upstream-Status") or "")
+    why = (m.group(4) if m else None) or ""
+    if not link:
+        return why
+    urls = {u.rsplit("/", 1)[1]: u for u, _ in patch.related} | {
+        u.rsplit("/", 1)[1]: u for u in patch.bugs
+    }
+    return re.sub(
+        r"#(\d+)", lambda n: f"[#{n[1]}]({urls[n[1]]})" if n[1] in urls else n[0], why
+    )
