@@ -161,24 +161,10 @@ SCHEMA_CASES = [
 
 
 @pytest.mark.parametrize("case", SCHEMA_CASES, ids=[c[0] for c in SCHEMA_CASES])
-def test_schema_violations_are_named_by_both_validators(case):
-    """jsonschema and the fallback validator (for hosts without jsonschema) agree."""
-    from sglang_mimo.minischema import iter_errors
-
+def test_schema_violations_are_named(case):
     _, mutate, expected = case
-    r = _broken("mimo-v2.5-gb10x4", mutate)
-    errs = R.schema_errors(r)
-    mini = [f"{loc}: {msg}" for loc, msg in iter_errors(r, R.load_schema())]
-    assert errs and mini
+    errs = R.schema_errors(_broken("mimo-v2.5-gb10x4", mutate))
     assert any(expected in e for e in errs), errs
-    assert any(expected in e for e in mini), mini
-
-
-@pytest.mark.parametrize("name", RECIPE_NAMES)
-def test_fallback_validator_accepts_every_recipe(name):
-    from sglang_mimo.minischema import iter_errors
-
-    assert list(iter_errors(raw(name), R.load_schema())) == []
 
 
 # -------------------------------------------------- rendered argv vs SGLang's parser

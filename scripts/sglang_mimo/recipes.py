@@ -117,13 +117,9 @@ def load_recipe(name_or_path, recipes_dir=None):
 
 def schema_errors(data, schema=None):
     """Problems of ``data`` against the JSON Schema, as readable strings."""
-    schema = schema or load_schema()
-    try:
-        import jsonschema
-    except ImportError:
-        from sglang_mimo.minischema import iter_errors
+    import jsonschema
 
-        return [f"{loc}: {msg}" for loc, msg in iter_errors(data, schema)]
+    schema = schema or load_schema()
     validator = jsonschema.Draft202012Validator(schema)
     out = []
     for err in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):

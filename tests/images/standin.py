@@ -62,6 +62,9 @@ IMPORT_PACKAGES = [
     "ipython==9.18.1",
     "aiohttp==3.14.5",
     "pyyaml==6.0.3",  # also what the launcher (scripts/launch) reads recipes with
+    # what the launcher validates recipes with (the real base has it through
+    # sglang -> outlines / outlines_core / mistral_common)
+    "jsonschema==4.26.0",
     "einops==0.8.2",
     "transformers==5.19.0",
     "apache-tvm-ffi==0.1.11",
