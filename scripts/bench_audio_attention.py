@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark the multimodal attention backends of patches 0006/0008 on one CUDA GPU.
+"""Benchmark the multimodal attention backends of patches 0007/0008 on one CUDA GPU.
 
 Audio shapes like the MiMo audio tokenizer's encoder: head dim 64, 12 and 20
 heads, (a) 16 clips of 100-1500 frames packed, (b) a 30-minute clip (~90,000
@@ -56,7 +56,7 @@ def load_sdpa_band(sglang_python):
             and any(getattr(t, "id", "") == "_SDPA_BAND_BLOCK" for t in n.targets)
         )
     ]
-    assert len(keep) == 2, f"{path}: no sdpa_band_attention: is 0006 applied?"
+    assert len(keep) == 2, f"{path}: no sdpa_band_attention: is 0007 applied?"
     ns = {"torch": torch, "F": F}
     ns.update({k: getattr(__import__("typing"), k) for k in ("Optional", "Tuple")})
     exec(compile(ast.Module(body=keep, type_ignores=[]), path, "exec"), ns)

@@ -129,7 +129,7 @@ def with_trailers(tmp_path, *trailers, author=None):
             "repeats",
         ),
         (("Upstream-Status: Pending",), "no Origin trailer"),
-        # this project's code under an upstream author's name (0006 and 0008 were
+        # this project's code under an upstream author's name (0007 and 0008 were
         # once written from PR descriptions but carried From: the PR authors)
         (
             (

@@ -40,7 +40,7 @@ SPEC_FLAGS = (
 # (sglang#37059) unless the series carries the backport of sglang#37060.
 ATTN_DP_FLAGS = ("--attn-dp-size", "--attention-data-parallel-size")
 AUDIO_MODALITIES = {"audio", "transcription"}
-AUDIO_UNDER_ATTN_DP_PATCH = "0007-mimo-audio-reduce-over-attn-tp-group.patch"
+AUDIO_UNDER_ATTN_DP_PATCH = "0006-mimo-audio-reduce-over-attn-tp-group.patch"
 
 # The head's torch.distributed port: the same number in the launcher, its docs, the
 # image docs and the Kubernetes render (overridable per run with --head-addr HOST:PORT).
@@ -206,7 +206,7 @@ def semantic_errors(recipe, name=None, allowlist=None):
     if not recipe["model"]["mtp"] and "speculative" in recipe:
         errs.append("speculative: the model has no MTP layers; drop the block")
 
-    # Attention DP and audio (sgl-project/sglang#37059, fixed by #37060 = patch 0007).
+    # Attention DP and audio (sgl-project/sglang#37059, fixed by #37060 = patch 0006).
     audio = AUDIO_MODALITIES & set(recipe["model"]["modalities"])
     attn_dp = _flag_value(recipe, *ATTN_DP_FLAGS)
     if audio and attn_dp is not None and int(attn_dp) > 1:

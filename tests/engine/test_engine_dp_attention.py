@@ -1,11 +1,11 @@
-"""MiMo-V2.5 audio under attention data parallelism, through the real server (0007).
+"""MiMo-V2.5 audio under attention data parallelism, through the real server (0006).
 
 TP 4 with attention DP 2 (attention TP 2) and the multimodal encoder data-parallel, the
 shape of the MiMo-V2.5 8 x H200 recipe at a quarter of the size, on the CPU: four ranks,
 collectives over gloo. On v0.5.23 the audio encoder's output projection all-reduces over
 the full TP group (4 ranks) while only the two ranks of one DP group run it, so the
 first request with audio takes the server down (gloo: size mismatch; NCCL hangs on GPUs,
-sglang#37059). With 0007 it reduces over the attention-TP group.
+sglang#37059). With 0006 it reduces over the attention-TP group.
 """
 
 import base64
@@ -13,7 +13,7 @@ import base64
 import media
 import pytest
 
-P0007 = "0007-mimo-audio-reduce-over-attn-tp-group.patch"
+P0006 = "0006-mimo-audio-reduce-over-attn-tp-group.patch"
 WAV = media.wav(3.0)
 
 
@@ -54,7 +54,7 @@ def test_text_on_both_dp_ranks(omni_dp):
         assert status == 200, body
 
 
-@pytest.mark.fixes(P0007, unpatched="no response to POST /v1/chat/completions")
+@pytest.mark.fixes(P0006, unpatched="no response to POST /v1/chat/completions")
 @pytest.mark.parametrize("dp_rank", [0, 1])
 def test_audio_on_one_dp_rank_then_healthy(omni_dp, dp_rank):
     status, body = audio_chat(omni_dp, dp_rank)

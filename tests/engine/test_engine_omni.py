@@ -19,7 +19,7 @@ import pytest
 P0003 = "0003-mimo-v2-coerce-list-input-text.patch"
 P0004 = "0004-transcription-mimo-v2-adapter.patch"
 P0005 = "0005-mimo-v2-audio-shorter-than-video.patch"
-P0006 = "0006-mimo-audio-causal-window-attention.patch"
+P0007 = "0007-mimo-audio-causal-window-attention.patch"
 REPO = Path(__file__).resolve().parents[2]
 
 WAV_3S = media.wav(3.0)
@@ -180,7 +180,7 @@ def test_video_whose_audio_ends_before_the_picture(omni):
     assert_serving(omni)
 
 
-# --------------------------------------------------- audio encoder causality (0006)
+# --------------------------------------------------- audio encoder causality (0007)
 
 
 def audio_positions_logprobs(server, wav):
@@ -212,7 +212,7 @@ def audio_positions_logprobs(server, wav):
 TOLERANCE = 1e-3
 
 
-@pytest.mark.fixes(P0006, unpatched="differs at")
+@pytest.mark.fixes(P0007, unpatched="differs at")
 def test_audio_encoder_is_causal_through_the_served_model(omni):
     """The prompt's audio tokens for clip A, and for A followed by 2 s of other audio:
     the model's next-token distributions at A's audio positions (except its last) are

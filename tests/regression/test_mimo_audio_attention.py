@@ -1,6 +1,6 @@
 """MiMo audio encoder attention: causal, windowed, per packed sequence.
 
-Regression tests for 0006-mimo-audio-causal-window-attention.patch, through the
+Regression tests for 0007-mimo-audio-causal-window-attention.patch, through the
 real pinned modules (`sglang.srt.models.mimo_audio`, `VisionAttention`) on a
 tiny random config, with `--mm-attention-backend sdpa` (the CPU backend).
 
@@ -16,7 +16,7 @@ from sglang.srt.runtime_context import reset_context
 from sglang.srt.server_args import ServerArgs
 from sglang.test.parallel_groups import publish  # also writes the 1-rank TP groups
 
-FIX = pytest.mark.fixes("0006-mimo-audio-causal-window-attention.patch")
+FIX = pytest.mark.fixes("0007-mimo-audio-causal-window-attention.patch")
 NEEDS_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 D_MODEL, HEADS = 32, 4
 

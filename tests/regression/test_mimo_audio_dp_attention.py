@@ -1,6 +1,6 @@
 """MiMo audio encoder attention under DP attention: which group its output reduces over.
 
-Regression test for 0007-mimo-audio-reduce-over-attn-tp-group.patch (backport of
+Regression test for 0006-mimo-audio-reduce-over-attn-tp-group.patch (backport of
 sgl-project/sglang#37060, bug #37059). The real pinned ``AudioEncoderAttention``
 (``VisionAttention`` with its ``QKVParallelLinear`` / ``RowParallelLinear``) is built
 and run on a tiny config in one process, in the placement of TP rank 0 of
@@ -24,7 +24,7 @@ from sglang.srt.runtime_context import get_parallel, reset_context
 from sglang.srt.server_args import ServerArgs
 from sglang.test.parallel_groups import parallel_scope, publish
 
-FIX = pytest.mark.fixes("0007-mimo-audio-reduce-over-attn-tp-group.patch")
+FIX = pytest.mark.fixes("0006-mimo-audio-reduce-over-attn-tp-group.patch")
 D_MODEL, HEADS = 32, 4
 
 

@@ -150,7 +150,7 @@ def triton_backend(monkeypatch):
 def test_audio_windowed_layer_runs_on_triton_with_its_window(triton_backend):
     from sglang.srt.models.mimo_audio import AudioEncoderAttention
 
-    layer = AudioEncoderAttention(32, 4, (128, 0), causal=True)  # 0006 refused it
+    layer = AudioEncoderAttention(32, 4, (128, 0), causal=True)  # 0007 refused it
     with torch.no_grad():
         layer(torch.randn(6, 32), torch.tensor([0, 6], dtype=torch.int32), 6)
     assert tuple(triton_backend[-1]["window_size"]) == (128, 0)
