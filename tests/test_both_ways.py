@@ -50,8 +50,9 @@ BELOW_ENGINE_ONLY = {
         "pinning is skipped by design on the CPU engine (utils/video_decoder.py "
         "skips pin_memory() when is_cpu(), i.e. SGLANG_USE_CPU_ENGINE=1, which the CPU "
         "engine needs), so the failing pin_memory() of GB10 cannot be reached through "
-        "the server here; tests/regression/test_video_decoder.py drives the patched "
-        "decoder with the real pinned allocator"
+        "the server here; tests/regression/registered/unit/utils/"
+        "test_video_decoder_pin_memory.py drives the patched decoder with the real "
+        "pinned allocator"
     ),
     "0002-video-decoder-decord-tensor-batches.patch": (
         "the pinned release cannot decode a MiMo video through decord: "
@@ -59,8 +60,8 @@ BELOW_ENGINE_ONLY = {
         "not import (there is no setting), and without torchcodec the MiMo processor "
         "rejects every video before decoding it (multimodal/processors/mimo_v2.py "
         "has_audio_track raises 'torchcodec is required to detect audio tracks'); "
-        "tests/regression/test_video_decoder.py drives the patched decord path with "
-        "real decord2 and the torch bridge"
+        "tests/regression/registered/unit/utils/test_video_decoder_decord_batches.py "
+        "drives the patched decord path with real decord2 and the torch bridge"
     ),
     "0008-triton-prefill-window-and-sinks.patch": (
         "it changes the Triton prefill kernel behind --mm-attention-backend triton_attn "
@@ -117,8 +118,7 @@ def run_files(names, tree_dir, tmp_path, echo=None):
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
             + ["--continue-on-collection-errors"]
             # Engine files: no capture, so the servers' progress lines come through.
-            + (["-s"] if echo else [])
-            + [str(TESTS / name) for name in names],
+            + (["-s"] if echo else []) + [str(TESTS / name) for name in names],
             stdout=out,
             stderr=subprocess.PIPE,
             text=True,

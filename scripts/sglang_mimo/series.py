@@ -284,7 +284,9 @@ def regression_test_problems(patch, repo=None):
     problems = []
     for t in tests:
         if not REGRESSION_TEST.match(t):
-            problems.append(f"Regression-Test is not test/registered/.../test_*.py: {t!r}")
+            problems.append(
+                f"Regression-Test is not test/registered/.../test_*.py: {t!r}"
+            )
         elif not regression_test_file(t, repo).is_file():
             problems.append(f"Regression-Test {t}: no {regression_test_file(t, repo)}")
     return problems
