@@ -6,11 +6,22 @@ sglang import once per tree, not once per file), each file judged on its own. Th
 in tests/engine/ (the real SGLang server on the CPU) run the same way, one process per
 file and tree, since each starts its own servers.
 
-On the patched tree every test must pass. On the unpatched tree every test marked
-``@pytest.mark.fixes(PATCH)`` must fail (with the message its ``unpatched=`` names, when
-it names one), and every unmarked test (behaviour the series must not change) must pass.
-Every patch in the series must be proven by at least one ``fixes`` test, and through the
-engine unless ``BELOW_ENGINE_ONLY`` says why it cannot be driven there.
+On the patched tree every test must pass. On the unpatched tree:
+
+- ``tests/regression/registered/...``: each file is one patch's regression test, in the
+  layout and with the registration it has upstream (``test/registered/...``), named by
+  that patch's ``Regression-Test`` header trailer. Every test in it must fail (with the
+  message ``UNPATCHED_MESSAGES`` names for it, when it names one); nothing in the file
+  says which patch it proves, so it goes upstream as it is;
+- ``tests/regression/invariants/``: behaviour the series must not change; every test
+  passes on both trees. These stay here;
+- ``tests/engine/`` (and any other file): a test marked ``@pytest.mark.fixes(PATCH)``
+  must fail (with the message its ``unpatched=`` names, when it names one), an unmarked
+  test must pass.
+
+Every patch in the series must be proven by at least one test that fails unpatched and
+passes patched, and through the engine unless ``BELOW_ENGINE_ONLY`` says why it cannot
+be driven there.
 """
 
 import json
@@ -26,7 +37,10 @@ from sglang_mimo import series
 TESTS = Path(__file__).parent
 REGRESSION = TESTS / "regression"
 ENGINE = TESTS / "engine"
-REGRESSION_FILES = sorted(f"regression/{p.name}" for p in REGRESSION.glob("test_*.py"))
+REGRESSION_FILES = sorted(
+    f"regression/{p.relative_to(REGRESSION).as_posix()}"
+    for p in REGRESSION.rglob("test_*.py")
+)
 ENGINE_FILES = sorted(f"engine/{p.name}" for p in ENGINE.glob("test_*.py"))
 FILES = REGRESSION_FILES + ENGINE_FILES
 TREES = ("unpatched", "patched")
@@ -36,8 +50,9 @@ BELOW_ENGINE_ONLY = {
         "pinning is skipped by design on the CPU engine (utils/video_decoder.py "
         "skips pin_memory() when is_cpu(), i.e. SGLANG_USE_CPU_ENGINE=1, which the CPU "
         "engine needs), so the failing pin_memory() of GB10 cannot be reached through "
-        "the server here; tests/regression/test_video_decoder.py drives the patched "
-        "decoder with the real pinned allocator"
+        "the server here; tests/regression/registered/unit/utils/"
+        "test_video_decoder_pin_memory.py drives the patched decoder with the real "
+        "pinned allocator"
     ),
     "0002-video-decoder-decord-tensor-batches.patch": (
         "the pinned release cannot decode a MiMo video through decord: "
@@ -45,8 +60,8 @@ BELOW_ENGINE_ONLY = {
         "not import (there is no setting), and without torchcodec the MiMo processor "
         "rejects every video before decoding it (multimodal/processors/mimo_v2.py "
         "has_audio_track raises 'torchcodec is required to detect audio tracks'); "
-        "tests/regression/test_video_decoder.py drives the patched decord path with "
-        "real decord2 and the torch bridge"
+        "tests/regression/registered/unit/utils/test_video_decoder_decord_batches.py "
+        "drives the patched decord path with real decord2 and the torch bridge"
     ),
     "0008-triton-prefill-window-and-sinks.patch": (
         "it changes the Triton prefill kernel behind --mm-attention-backend triton_attn "
@@ -56,8 +71,24 @@ BELOW_ENGINE_ONLY = {
         "the same cases ran compiled on an H200 (README, measurements)"
     ),
 }
+# What a registered test's failure on the unpatched tree must say (nodeid: text); the
+# registered files themselves carry nothing upstream would not take.
+UNPATCHED_MESSAGES = {}
 _outcomes = {}
 _runs = {}
+
+
+def registered_files():
+    """{"regression/registered/...py": patch name} from the Regression-Test trailers."""
+    out = {}
+    for patch in series.load_series():
+        for upstream in patch.regression_tests:
+            local = series.regression_test_file(upstream)
+            out[f"regression/{local.relative_to(REGRESSION).as_posix()}"] = patch.name
+    return out
+
+
+REGISTERED = registered_files()
 
 
 def print_progress(line):
@@ -87,8 +118,7 @@ def run_files(names, tree_dir, tmp_path, echo=None):
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
             + ["--continue-on-collection-errors"]
             # Engine files: no capture, so the servers' progress lines come through.
-            + (["-s"] if echo else [])
-            + [str(TESTS / name) for name in names],
+            + (["-s"] if echo else []) + [str(TESTS / name) for name in names],
             stdout=out,
             stderr=subprocess.PIPE,
             text=True,
@@ -109,6 +139,9 @@ def run_files(names, tree_dir, tmp_path, echo=None):
     by_file = {}
     for nodeid, r in data.get("results", {}).items():
         name = nodeid.split("::", 1)[0].split("tests/", 1)[-1]
+        if name in REGISTERED:  # every test of the file proves the patch naming it
+            r["marked"], r["fixes"] = r["fixes"], REGISTERED[name]
+            r["unpatched"] = UNPATCHED_MESSAGES.get(nodeid)
         by_file.setdefault(name, {})[nodeid] = r
     return proc, by_file
 
@@ -139,7 +172,13 @@ def test_regression_file(name, tree, trees, tmp_path_factory, capsys):
     assert results, f"{name} collected no tests on the {tree} tree\n{log}"
     _outcomes[(name, tree)] = results
     wrong = []
+    if name.startswith("regression/registered/") and name not in REGISTERED:
+        wrong.append(f"{name}: no patch names it in a Regression-Test trailer")
     for nodeid, r in results.items():
+        if r.get("marked"):
+            wrong.append(f"{nodeid}: fixes() marker in a registered (upstream) file")
+        if name.startswith("regression/invariants/") and r["fixes"]:
+            wrong.append(f"{nodeid}: fixes() marker in an invariant file")
         if r["outcome"] == "skipped" and not r["cuda"]:
             wrong.append(f"{nodeid}: skipped (only CUDA tests may skip)")
             continue

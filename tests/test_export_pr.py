@@ -1,205 +1,282 @@
 """sglang-mimo export-pr on a checkout-layout git tree built from the pinned wheel.
 
-The branch holds exactly the patch (byte for byte what the series carries) and
-its moved test; the moved test is registered the way upstream's CI reads it
-(``sglang.test.ci.ci_register.ut_parse_one_file`` of the pinned release), fails
-without the patch and passes with it.
+Every exportable patch (our own: not a Backport, not Inappropriate) is exported,
+each on top of the series before it (the patches before the first one committed
+as upstream's history would hold them, the later ones stacked with ``--base``
+on the previous export's branch). Each branch holds exactly the patch (byte for
+byte what the series carries) and its Regression-Test file as this repository
+keeps it; the file is registered the way upstream's CI reads it
+(``sglang.test.ci.ci_register.ut_parse_one_file`` of the pinned release), every
+test in it fails on the branch's base and passes on the branch.
 """
 
 import os
+import re
 import subprocess
 import sys
-import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from cli_helpers import run_cli
+from cli_helpers import repo_copy, run_cli
 from sglang_mimo import export_pr, paths, series, trees
 from sglang_mimo.rebase import FORMAT_PATCH
 
-# export-pr exports our own fixes only (a Backport carries upstream's PR)
-PATCH = next(p.name for p in series.load_series() if series.status_word(p) == "Pending")
-STEM = PATCH.removesuffix(".patch")
-BRANCH = f"mimo/{STEM}"
-# Earlier patches on the same files (0002 stacks on 0001, a Backport): the
-# export is based on them, committed first as upstream's PR branch would be.
-BELOW = [
-    p
-    for p in series.load_series()[: series.read_series().index(PATCH)]
-    if set(p.files) & set(series.parse_patch(paths.PATCHES / PATCH).files)
-]
+PATCHES = series.load_series()
+EXPORTABLE = [p for p in PATCHES if series.status_word(p) not in export_pr.REFUSED]
+FIRST = series.read_series().index(EXPORTABLE[0].name)
 
 
-@pytest.fixture(scope="module")
-def exported(pinned_wheel, tmp_path_factory):
-    base = tmp_path_factory.mktemp("export")
-    checkout = trees.make_checkout(
-        pinned_wheel, base / "sglang", paths.load_pin()["version"]
-    )
-    for p in BELOW:
-        one = trees.single_patch_series(p.path, base / "below" / p.name)
-        proc = trees.run_apply("--commit", "--series", one, checkout)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    start = trees.git(checkout, "rev-parse", "HEAD").strip()
-    body = base / "pr.md"
-    proc = run_cli(
-        "export-pr", PATCH[:4], "--checkout", checkout, "--out", body, check_rc=0
-    )
-    return checkout, start, body, proc.stdout
+def branch_of(patch):
+    return f"mimo/{patch.name.removesuffix('.patch')}"
 
 
 def git(checkout, *args):
     return trees.git(checkout, *args)
 
 
-def test_branch_holds_exactly_the_patch_and_its_test(exported):
-    checkout, start, _, _ = exported
-    assert git(checkout, "rev-parse", "--abbrev-ref", "HEAD").strip() == BRANCH
-    commits = git(checkout, "rev-list", "--reverse", f"{start}..{BRANCH}").split()
-    assert len(commits) == 2
-    fix, test = commits
-    regenerated = git(checkout, *FORMAT_PATCH, fix)
-    assert regenerated == (paths.PATCHES / PATCH).read_text()
-    added = git(checkout, "show", "--name-status", "--format=", test).split("\n")
-    added = [l for l in added if l]
-    assert len(added) == 1 and added[0].startswith(
-        "A\ttest/registered/unit/utils/test_"
-    )
-    assert git(checkout, "status", "--porcelain").strip() == ""
-
-
-def moved_test(checkout):
-    files = git(checkout, "ls-files", "test/registered").split()
-    assert len(files) == 1
-    return files[0]
-
-
-def test_moved_test_is_registered_for_upstream_ci(exported):
-    checkout, *_ = exported
-    rel = moved_test(checkout)
-    text = (checkout / rel).read_text()
-    assert "fixes(" not in text and "sglang_mimo" not in text
-    # the tests of the other patches stay behind
-    other = [n for n in series.read_series() if n != PATCH]
-    for name in other:
-        src = (paths.REPO / "tests" / "regression").glob("test_*.py")
-        for f in src:
-            body = f.read_text()
-            if name in body:
-                mine = export_pr.upstream_test_source(body, name)[1]
-                for t in mine:
-                    assert f"def {t.split('::')[-1].split('[')[0]}(" not in text
-    from sglang.test.ci.ci_register import HWBackend, ut_parse_one_file
-
-    registries, has_main = ut_parse_one_file(str(checkout / rel))
-    assert has_main
-    assert HWBackend.CPU in {r.backend for r in registries}
-    for cmd in (
-        ["black", "--check", "-q"],
-        ["isort", "--profile", "black", "-p", "sglang", "--check-only", "-q"],
-    ):
-        proc = subprocess.run(
-            [sys.executable, "-m", *cmd, str(checkout / rel)],
-            capture_output=True,
-            text=True,
-        )
-        assert proc.returncode == 0, (cmd, proc.stdout, proc.stderr)
-
-
-def run_moved(tree, rel):
+def run_tests(tree, rels):
+    """pytest -rA on ``rels`` with PYTHONPATH=<tree>/python: {test id: outcome}."""
     env = {
         **os.environ,
         "PYTHONPATH": str(tree / "python"),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     env.pop("SGLANG_MIMO_TREE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", rel],
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA"] + rels,
         cwd=tree,
         capture_output=True,
         text=True,
         env=env,
     )
+    found = dict(
+        (m.group(2), m.group(1))
+        for m in re.finditer(r"^(PASSED|FAILED|ERROR) (\S+::\S+)", proc.stdout, re.M)
+    )
+    return found, f"exit {proc.returncode}\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}"
 
 
-def test_moved_test_fails_before_the_commit_and_passes_after(exported, tmp_path):
-    checkout, start, _, _ = exported
-    rel = moved_test(checkout)
-    before = tmp_path / "before"
-    git(checkout, "worktree", "add", "-q", "--detach", before, start)
-    try:
-        (before / rel).parent.mkdir(parents=True)
-        (before / rel).write_text((checkout / rel).read_text())
-        proc = run_moved(before, rel)
-    finally:
-        git(checkout, "worktree", "remove", "--force", before)
-    fixes = export_pr.upstream_test_source(
-        next(
-            f.read_text()
-            for f in (paths.REPO / "tests" / "regression").glob("test_*.py")
-            if PATCH in f.read_text()
-        ),
-        PATCH,
-    )[1]
-    assert proc.returncode == 1, proc.stdout[-3000:]
-    for t in fixes:
-        assert f"FAILED {rel}::{t}" in proc.stdout, (t, proc.stdout[-3000:])
-    assert "PASSED" in proc.stdout  # the unchanged-behaviour tests pass on the base
+@pytest.fixture(scope="module")
+def exported(pinned_wheel, tmp_path_factory):
+    """The checkout with every exportable patch exported; the tests run on each
+    branch and its base: {"checkout", "start", "bodies", "outcomes", "logs"}."""
+    base = tmp_path_factory.mktemp("export")
+    checkout = trees.make_checkout(
+        pinned_wheel, base / "sglang", paths.load_pin()["version"]
+    )
+    for p in PATCHES[:FIRST]:  # e.g. 0001, a Backport: upstream's history
+        one = trees.single_patch_series(p.path, base / "below" / p.name)
+        proc = trees.run_apply("--commit", "--series", one, checkout)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    start = git(checkout, "rev-parse", "HEAD").strip()
+    bodies, previous = {}, None
+    for p in EXPORTABLE:
+        bodies[p.name] = base / f"{p.name}.md"
+        args = ["export-pr", p.name[:4], "--checkout", checkout]
+        args += ["--out", bodies[p.name]] + (["--base", previous] if previous else [])
+        run_cli(*args, check_rc=0)
+        previous = branch_of(p)
+    # One pytest process per tree: the base of the first export runs that patch's
+    # test; each branch runs its own test (after) and the next patch's (before).
+    tips = [start] + [branch_of(p) for p in EXPORTABLE]
+    jobs = []
+    for i, tip in enumerate(tips):
+        tree = base / f"tree-{i}"
+        git(checkout, "worktree", "add", "-q", "--detach", tree, tip)
+        rels = []
+        if i < len(EXPORTABLE):
+            for rel in EXPORTABLE[i].regression_tests:  # before: copied in
+                (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tree / rel).write_bytes(series.regression_test_file(rel).read_bytes())
+                rels.append(rel)
+        if i:
+            # after: on its branch. Last, as in the both-ways run (the video decoder
+            # tests leave decord's torch bridge in a state the MiMo processor's
+            # audio path crashes on, on the trees without 0003)
+            rels += EXPORTABLE[i - 1].regression_tests
+        labels = ([(EXPORTABLE[i - 1], "after")] if i else []) + (
+            [(EXPORTABLE[i], "before")] if i < len(EXPORTABLE) else []
+        )
+        jobs.append((tree, rels, labels))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = list(pool.map(lambda job: run_tests(*job[:2]), jobs))
+    outcomes, logs = {}, {}
+    for (tree, _, labels), (found, log) in zip(jobs, runs):
+        git(checkout, "worktree", "remove", "--force", tree)
+        for p, when in labels:
+            outcomes[(p.name, when)] = {
+                k: v for k, v in found.items() if k.split("::")[0] in p.regression_tests
+            }
+            logs[(p.name, when)] = log
+    return dict(
+        checkout=checkout, start=start, bodies=bodies, outcomes=outcomes, logs=logs
+    )
 
-    proc = run_moved(checkout, rel)
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "FAILED" not in proc.stdout
+
+def test_every_own_patch_is_exportable():
+    """Our own patches are exported (today 0002-0005); Backports and Inappropriate
+    patches are not, but their tests live in upstream's layout all the same."""
+    assert EXPORTABLE
+    for p in EXPORTABLE:
+        assert series.status_word(p) in ("Pending", "Submitted")
+    for p in PATCHES:
+        problems = series.regression_test_problems(p)
+        if p in EXPORTABLE:
+            assert problems == [], (p.name, problems)
+
+
+@pytest.mark.parametrize("patch", EXPORTABLE, ids=lambda p: p.name[:4])
+def test_branch_holds_exactly_the_patch_and_its_test_file(exported, patch):
+    checkout = exported["checkout"]
+    below = EXPORTABLE.index(patch)
+    start = branch_of(EXPORTABLE[below - 1]) if below else exported["start"]
+    commits = git(checkout, "rev-list", "--reverse", f"{start}..{branch_of(patch)}")
+    fix, test = commits.split()
+    assert git(checkout, *FORMAT_PATCH, fix) == patch.path.read_text()
+    added = git(checkout, "show", "--name-status", "--format=", test).split("\n")
+    assert sorted(l for l in added if l) == sorted(
+        f"A\t{rel}" for rel in patch.regression_tests
+    )
+    for rel in patch.regression_tests:
+        blob = subprocess.run(
+            ["git", "-C", str(checkout), "show", f"{test}:{rel}"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        assert blob == series.regression_test_file(rel).read_bytes()
+    assert git(checkout, "status", "--porcelain").strip() == ""
+
+
+def registered_files():
+    return sorted((paths.REPO / "tests" / "regression" / "registered").rglob("*.py"))
+
+
+def test_registered_files_are_upstream_test_files():
+    """Every file under tests/regression/registered/ (exported or not) is one patch's
+    Regression-Test, registered as upstream's CI reads it, with a main block, no
+    marker or helper of ours, and formatted as upstream's pre-commit wants."""
+    from sglang.test.ci.ci_register import HWBackend, ut_parse_one_file
+
+    named = {
+        series.regression_test_file(t) for p in PATCHES for t in p.regression_tests
+    }
+    local = {p.stem for p in (paths.REPO / "tests" / "regression").rglob("*.py")}
+    files = registered_files()
+    for f in files:
+        registries, has_main = ut_parse_one_file(str(f))
+        assert has_main, f
+        assert HWBackend.CPU in {r.backend for r in registries}, f
+        text = f.read_text()
+        assert "pytest.mark.fixes" not in text and "sglang_mimo" not in text, f
+        assert not re.search(r"\b\d{4}-[\w-]+\.patch\b", text), f
+        imported = {
+            m.group(1) for m in re.finditer(r"^(?:from|import) (\w+)", text, re.M)
+        }
+        assert not imported & local, (f, imported & local)
+        if "cuda" in text.lower() and "skipif" in text:
+            assert HWBackend.CUDA in {r.backend for r in registries}, f
+    assert named == set(files), "registered files no patch names, or the reverse"
+    for cmd in (
+        ["black", "--check", "-q"],
+        ["isort", "--profile", "black", "-p", "sglang", "--check-only", "-q"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", *cmd, *map(str, files)],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, (cmd, proc.stdout, proc.stderr)
+
+
+@pytest.mark.parametrize("patch", EXPORTABLE, ids=lambda p: p.name[:4])
+def test_exported_test_fails_on_the_base_and_passes_on_the_branch(exported, patch):
+    before = exported["outcomes"][(patch.name, "before")]
+    after = exported["outcomes"][(patch.name, "after")]
+    log_b = exported["logs"][(patch.name, "before")]
+    log_a = exported["logs"][(patch.name, "after")]
+    assert before and set(before.values()) == {"FAILED"}, log_b
+    assert after and set(after.values()) == {"PASSED"}, log_a
+    assert set(before) == set(after)
 
 
 def test_pr_body_follows_sglang_template(exported):
-    checkout, _, body, _ = exported
-    text = body.read_text()
-    patch = series.parse_patch(paths.PATCHES / PATCH)
-    headings = [l for l in text.splitlines() if l.startswith("## ")]
-    assert headings == [
-        "## Motivation",
-        "## Modifications",
-        "## Accuracy Tests",
-        "## Benchmarking and Profiling",
-        "## Checklist",
-    ]
-    assert patch.section("Motivation") in text
-    assert patch.section("Modifications") in text
-    assert moved_test(checkout) in text
-    for n in patch.upstream_prs:
-        assert f"#{n}" in text
-    # causes and closed attempts are Related, never "earlier PRs for this fix"
-    assert "Earlier upstream PR" not in text
-    for n, why in patch.related_prs:
-        assert f"#{n} ({why})" in text
+    for patch in EXPORTABLE:
+        text = exported["bodies"][patch.name].read_text()
+        headings = [l for l in text.splitlines() if l.startswith("## ")]
+        assert headings == [
+            "## Motivation",
+            "## Modifications",
+            "## Accuracy Tests",
+            "## Benchmarking and Profiling",
+            "## Checklist",
+        ]
+        assert patch.section("Motivation") in text
+        assert patch.section("Modifications") in text
+        for rel in patch.regression_tests:
+            assert f"`{rel}`" in text
+            for t in export_pr.tests_in(series.regression_test_file(rel).read_text()):
+                assert f"`{rel}::{t}`" in text
+        for n in patch.upstream_prs:
+            assert f"#{n}" in text
+        # causes and closed attempts are Related, never "earlier PRs for this fix"
+        assert "Earlier upstream PR" not in text
+        for n, why in patch.related_prs:
+            assert f"#{n} ({why})" in text
 
 
 def test_export_refuses_a_backport(exported, tmp_path):
     """A Backport carries upstream's own PR: there is nothing of ours to send."""
-    checkout, *_ = exported
-    backport = next(
-        p for p in series.load_series() if series.status_word(p) == "Backport"
-    )
+    backport = next(p for p in PATCHES if series.status_word(p) == "Backport")
     proc = run_cli(
         "export-pr",
         backport.name[:4],
         "--checkout",
-        checkout,
+        exported["checkout"],
         "--out",
         tmp_path / "b.md",
     )
-    assert proc.returncode == 2
+    assert proc.returncode == 2 and proc.stdout == ""
     assert "backport" in proc.stderr and backport.status_url in proc.stderr
     assert not (tmp_path / "b.md").exists()
 
 
+def test_export_refuses_an_inappropriate_patch(exported, tmp_path):
+    """Inappropriate: not meant for upstream (a copy of the repository, one of our
+    patches marked so)."""
+    repo = repo_copy(tmp_path / "repo")
+    (repo / "tests" / "regression").mkdir()
+    patch = EXPORTABLE[0]
+    path = repo / "patches" / patch.name
+    text = path.read_text()
+    path.write_text(
+        text.replace(
+            "\nUpstream-Status: Pending\n",
+            "\nUpstream-Status: Inappropriate [GB10 images only]\n",
+        )
+    )
+    proc = run_cli(
+        "export-pr",
+        patch.name[:4],
+        "--checkout",
+        exported["checkout"],
+        "--out",
+        tmp_path / "b.md",
+        repo=repo,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "Inappropriate" in proc.stderr and "GB10 images only" in proc.stderr
+    assert not (tmp_path / "b.md").exists()
+
+
 def test_export_refuses_what_it_cannot_do(exported, tmp_path):
-    checkout, *_ = exported
+    checkout = exported["checkout"]
+    patch = EXPORTABLE[0]
     # the patch is already on this branch: it does not apply again
     proc = run_cli(
         "export-pr",
-        PATCH[:4],
+        patch.name[:4],
         "--checkout",
         checkout,
         "--branch",
@@ -207,83 +284,43 @@ def test_export_refuses_what_it_cannot_do(exported, tmp_path):
         "--out",
         tmp_path / "b.md",
     )
-    assert proc.returncode == 1 and "already applied" in proc.stderr
+    assert proc.returncode == 4 and "already has" in proc.stderr, proc.stderr
+    proc = run_cli(
+        "export-pr",
+        patch.name[:4],
+        "--checkout",
+        checkout,
+        "--base",
+        exported["start"] + "~0",
+        "--branch",
+        "again",
+        "--out",
+        tmp_path / "b.md",
+    )
+    assert proc.returncode == 0, proc.stderr  # on its own base it exports again
+    proc = run_cli(
+        "export-pr",
+        EXPORTABLE[-1].name[:4],
+        "--checkout",
+        checkout,
+        "--base",
+        f"{branch_of(EXPORTABLE[-1])}~1",
+        "--branch",
+        "twice",
+    )
+    assert proc.returncode == 1 and "already applied" in proc.stderr, proc.stderr
     proc = run_cli("export-pr", "99", "--checkout", checkout)
     assert proc.returncode == 2
-    proc = run_cli("export-pr", PATCH[:4], "--checkout", checkout, "--base", "HEAD~2")
+    proc = run_cli("export-pr", patch.name[:4], "--checkout", checkout)
     assert proc.returncode == 4 and "already exists" in proc.stderr
     f = checkout / "python" / "sglang" / "version.py"
     f.write_text(f.read_text() + "# local change\n")
     try:
-        proc = run_cli("export-pr", PATCH[:4], "--checkout", checkout, "--branch", "x")
+        proc = run_cli(
+            "export-pr", patch.name[:4], "--checkout", checkout, "--branch", "x"
+        )
         assert proc.returncode == 4 and "uncommitted" in proc.stderr
     finally:
         git(checkout, "checkout", "--", "python/sglang/version.py")
-    proc = run_cli("export-pr", PATCH[:4], "--checkout", tmp_path)
+    proc = run_cli("export-pr", patch.name[:4], "--checkout", tmp_path)
     assert proc.returncode == 3
-
-
-SAMPLE = '''"""Regression tests for a module (patches 0007 and 0008)."""
-
-import os
-
-import pytest
-
-PATCH = "0007-a.patch"
-FIX = pytest.mark.fixes("0008-b.patch")
-CASES = [
-    pytest.param(1, marks=FIX),
-    pytest.param(2, marks=pytest.mark.fixes(PATCH)),
-    pytest.param(3),
-]
-
-
-@pytest.mark.fixes(PATCH)
-def test_a_direct():
-    assert True
-
-
-@FIX
-def test_b_direct():
-    assert os.sep
-
-
-@pytest.mark.parametrize("n", CASES)
-def test_cases(n):
-    assert n
-
-
-@pytest.mark.cuda
-def test_unchanged_on_gpu():
-    assert True
-
-
-class TestGroup:
-    @pytest.mark.fixes(PATCH)
-    def test_in_class(self):
-        assert True
-'''
-
-
-def test_upstream_test_source_keeps_only_this_patch():
-    text, fixes, others, cuda, partial = export_pr.upstream_test_source(
-        SAMPLE, "0007-a.patch"
-    )
-    assert fixes == ["test_a_direct", "test_cases", "TestGroup::test_in_class"]
-    assert others == ["test_unchanged_on_gpu"] and cuda == ["test_unchanged_on_gpu"]
-    assert partial == ["test_cases"]
-    assert "test_b_direct" not in text and "import os" not in text
-    assert "fixes" not in text and "PATCH" not in text and "FIX" not in text
-    assert "pytest.param(1" not in text and "pytest.param(2)" in text
-    assert "pytest.param(3)" in text and "(patches" not in text
-    assert "@requires_cuda" in text and "register_cuda_ci(" in text
-    assert 'register_cpu_ci(est_time=30, suite="base-a-test-cpu")' in text
-    compile(text, "moved.py", "exec")
-    from sglang.test.ci.ci_register import ut_parse_one_file
-
-    def parse(t, tmp=Path(tempfile.mkdtemp())):
-        (tmp / "t.py").write_text(t)
-        return ut_parse_one_file(str(tmp / "t.py"))
-
-    registries, has_main = parse(text)
-    assert has_main and len(registries) == 2

@@ -369,3 +369,23 @@ def test_changelog_lists_every_patch_of_the_current_release():
         assert patch.subject in m.group(
             0
         ), f"CHANGELOG {release} does not list {patch.name}"
+
+
+def test_regression_test_trailers_name_upstream_layout_files(tmp_path):
+    """``Regression-Test``: the patch's test at its upstream path, kept under
+    tests/regression/registered/. Our own patches need one (export-pr sends it)."""
+    for p in series.load_series():
+        if p.regression_tests or series.status_word(p) in ("Pending", "Submitted"):
+            assert series.regression_test_problems(p) == [], p.name
+    base = ("Origin: vendor", "Upstream-Status: Pending")
+    for value, complaint in (
+        (None, "no Regression-Test trailer"),
+        ("tests/regression/registered/unit/utils/test_x.py", "is not test/registered"),
+        ("test/registered/unit/utils/helpers.py", "is not test/registered"),
+        ("test/registered/unit/utils/test_nowhere.py", "no "),
+    ):
+        trailers = base + ((f"Regression-Test: {value}",) if value else ())
+        patch = with_trailers(tmp_path, *trailers)
+        assert series.header_problems(patch) == []  # a known trailer
+        problems = series.regression_test_problems(patch)
+        assert any(complaint in p for p in problems), (value, problems)

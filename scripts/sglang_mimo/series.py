@@ -17,7 +17,12 @@ trailers in DEP-3 terms:
 - ``Bug`` (any number): the upstream issue the patch fixes;
 - ``Related`` (any number): other upstream PRs, ``<url> (<why>)``: the change
   that caused the bug, closed attempts, competing PRs;
-- ``Breaks-Without``: what fails without the patch.
+- ``Breaks-Without``: what fails without the patch;
+- ``Regression-Test`` (one or more): the patch's regression test file, at the
+  path it has upstream (``test/registered/unit/.../test_*.py``), kept in this
+  repository under ``tests/regression/`` (``test/`` becomes ``tests/regression/``):
+  every test in it fails without the patch and passes with it, and
+  ``sglang-mimo export-pr`` sends it as it is.
 
 The old mixed ``Upstream-PR`` trailer is rejected.
 """
@@ -31,7 +36,7 @@ from pathlib import Path
 from sglang_mimo import paths, tables
 
 REQUIRED_TRAILERS = ("Upstream-Status", "Origin", "Breaks-Without")
-KNOWN_TRAILERS = REQUIRED_TRAILERS + ("Bug", "Related")
+KNOWN_TRAILERS = REQUIRED_TRAILERS + ("Bug", "Related", "Regression-Test")
 FORBIDDEN_TRAILERS = {
     "Upstream-PR": "mixes causes, closed attempts and fixes: use Origin, Bug or Related",
 }
@@ -48,6 +53,7 @@ ORIGIN = re.compile(r"^(vendor|backport, (\S+))$")
 # The ``From:`` of this project's own code.
 VENDOR_AUTHOR = "sglang-mimo <sglang-mimo@users.noreply.github.com>"
 RELATED = re.compile(r"^(\S+) \((.+)\)$")
+REGRESSION_TEST = re.compile(r"^test/registered/(?:[\w.-]+/)*test_\w+\.py$")
 
 
 def own_upstream_prs(pyproject=None):
@@ -136,6 +142,11 @@ class Patch:
         """Every upstream PR the header names: the fix's first, then the Related ones."""
         nums = [self.fix_pr] if self.fix_pr else []
         return nums + [n for n, _ in self.related_prs if n not in nums]
+
+    @property
+    def regression_tests(self):
+        """Upstream paths of the ``Regression-Test`` files (test/registered/...)."""
+        return self.trailer_all("Regression-Test")
 
     def section(self, name):
         """The text of body section ``name:`` up to the next section or the trailers."""
@@ -263,6 +274,29 @@ def provenance_problems(patch, own_prs=None):
             problems.append(f"Related is not '<sglang PR url> (<why>)': {value!r}")
         elif m.group(1) == url:
             problems.append(f"Related repeats the Upstream-Status url {url}")
+    return problems
+
+
+def regression_test_file(upstream_path, repo=None):
+    """Where this repository keeps the test upstream has at ``upstream_path``:
+    ``test/registered/...`` -> ``tests/regression/registered/...``."""
+    rel = Path(upstream_path).relative_to("test")
+    return Path(repo or paths.REPO) / "tests" / "regression" / rel
+
+
+def regression_test_problems(patch, repo=None):
+    """What is wrong with a patch's ``Regression-Test`` trailers (empty: none)."""
+    tests = patch.regression_tests
+    if not tests:
+        return ["no Regression-Test trailer (test/registered/unit/.../test_*.py)"]
+    problems = []
+    for t in tests:
+        if not REGRESSION_TEST.match(t):
+            problems.append(
+                f"Regression-Test is not test/registered/.../test_*.py: {t!r}"
+            )
+        elif not regression_test_file(t, repo).is_file():
+            problems.append(f"Regression-Test {t}: no {regression_test_file(t, repo)}")
     return problems
 
 

@@ -1,26 +1,35 @@
-"""Shared pieces for the MiMo regression tests (issue 3 patches 0003-0005).
+"""MiMo-V2.5 processor: a video whose audio track ends before the picture.
 
-Everything here is real SGLang code built without a checkpoint: a tiny byte-level
-BPE tokenizer trained on the spot (nothing is downloaded), the real MiMo
-processors built with ``object.__new__`` and only the attributes their request
-path reads (the way SGLang's own processor tests do it), real WAV / MP4 files
-written with numpy, the standard library and PyAV. The only stand-in is
-:class:`StandInTokenizerManager`, for the engine behind the tokenizer manager.
+``MiMoProcessor._build_video_audio_units`` gives every video grid the audio
+tokens from its timestamp to the next one. The grids that start after the audio
+has ended got a length <= 0 and tripped ``assert segment_audio_token_len > 0``
+(an HTTP 500 for any clip with an audio-less tail); they keep their video tokens
+and get no audio.
+
+Real MP4 files (MPEG-4 video + AAC audio) are written with PyAV; the processor is
+the real MiMoV2Processor built without a checkpoint (a tiny byte-level BPE
+tokenizer trained on the spot, nothing downloaded).
 """
-
-from __future__ import annotations
 
 import fractions
 import io
 import re
-import threading
-import wave
+import sys
 from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
 
 import numpy as np
+import pytest
+import torch
 
-# Special tokens of the MiMo-V2.5 omni and MiMo-V2-ASR prompt formats.
+from sglang.srt.multimodal.processors.mimo_v2 import (
+    MiMoV2Processor,
+    _decode_frames_and_timestamps,
+)
+from sglang.test.ci.ci_register import register_cpu_ci
+
+register_cpu_ci(est_time=30, suite="base-a-test-cpu")
+
+
 MIMO_SPECIAL_TOKENS = [
     "<|endoftext|>",
     "<|vision_start|>",
@@ -36,14 +45,17 @@ MIMO_SPECIAL_TOKENS = [
     "<|empty|>",
     "<|eosp|>",
 ]
+
+
 AUDIO_PLACEHOLDER = "<|mimo_audio_start|><|audio_pad|><|mimo_audio_end|>"
-ASR_AUDIO_PLACEHOLDER = "<|sosp|><|empty|><|eosp|>"
+
 
 _CORPUS = [
     "Transcribe the audio. The quick brown fox jumps over the lazy dog.",
     "hello world 00:00 00:01 00:02 00:03 12:34 audio video image text",
     "MiMo speech recognition in one request, then the transcript.",
 ]
+
 
 _TOKENIZER = None
 
@@ -153,56 +165,12 @@ def make_mimo_processor(tokenizer=None):
     return proc
 
 
-def make_asr_processor(tokenizer=None):
-    """The real ``MiMoV2ASRProcessor``, set up as its ``__init__`` does."""
-    from sglang.srt.multimodal.processors.base_processor import (
-        MultimodalSpecialTokens,
-    )
-    from sglang.srt.multimodal.processors.mimo_audio import MiMoAudioPipeline
-    from sglang.srt.multimodal.processors.mimo_v2_asr import MiMoV2ASRProcessor
-
-    tokenizer = tokenizer or make_tokenizer()
-    proc = object.__new__(MiMoV2ASRProcessor)
-    proc._processor = tokenizer
-    proc._tokenizer = tokenizer
-    proc.tokenizer = tokenizer
-    proc.skip_tokenizer_init = False
-    proc.io_executor = ThreadPoolExecutor(max_workers=2)
-    proc.audio_pipeline = MiMoAudioPipeline(
-        audio_token_id=proc._resolve_special_token_id(proc.AUDIO_PAD_TOKEN),
-        audio_start_token_id=proc._resolve_special_token_id(proc.AUDIO_START_TOKEN),
-        audio_end_token_id=proc._resolve_special_token_id(proc.AUDIO_END_TOKEN),
-        audio_sampling_rate=24000,
-    )
-    proc.mm_tokens = MultimodalSpecialTokens(
-        audio_token=ASR_AUDIO_PLACEHOLDER,
-        audio_token_id=proc.audio_token_id,
-        audio_token_regex=proc.AUDIO_REGEX,
-    ).build(tokenizer)
-    return proc
-
-
-# -- media written by the tests ---------------------------------------------
-
-
 def speechlike_wave(seconds: float, sr: int = 16000) -> np.ndarray:
     """A deterministic tone with a syllable-rate envelope, float32 in [-1, 1]."""
     t = np.arange(int(seconds * sr)) / sr
     envelope = 0.5 * (1 + np.sin(2 * np.pi * 3.0 * t))
     carrier = np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 660 * t)
     return (0.3 * envelope * carrier).astype(np.float32)
-
-
-def wav_bytes(seconds: float, sr: int = 16000) -> bytes:
-    """A real 16-bit PCM mono WAV file."""
-    pcm = (speechlike_wave(seconds, sr) * 32767).astype("<i2")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes(pcm.tobytes())
-    return buf.getvalue()
 
 
 def mp4_bytes(video_s: float, audio_s: float, fps: int = 10, size: int = 56):
@@ -253,75 +221,130 @@ def mp4_stream_durations(data: bytes) -> dict:
         }
 
 
-# -- the stand-in engine ----------------------------------------------------
-
-CANNED_TRANSCRIPT = "the quick brown fox jumps over the lazy dog"
+TOKENS_PER_SECOND = 6.25  # MiMo audio codes: 25 Hz in groups of 4
 
 
-def make_stand_in_tokenizer_manager(processor, architectures):
-    """A TokenizerManager whose real ``_tokenize_one_request`` runs unchanged.
+class PyAVFrames:
+    """Stand-in for SGLang's VideoDecoderWrapper (whose CPU path needs patch
+    0001 here): the MP4's frames decoded with PyAV, with the three members the
+    real frame sampler ``_decode_frames_and_timestamps`` reads."""
 
-    It decides what the multimodal processor is handed (``input_text or
-    input_ids``) and calls the real MiMo processor. Only what lies past the
-    processor is stood in: context-length checks and the scheduler. The stand-in
-    ``_create_tokenized_object`` builds the real ``SamplingParams`` from the
-    request's dict exactly as the real one does (constructor, ``normalize``,
-    ``verify``), and ``generate_request`` answers with a canned transcript.
-    """
-    from sglang.srt.managers.tokenizer_manager import TokenizerManager
-    from sglang.srt.sampling.sampling_params import SamplingParams
+    def __init__(self, data: bytes):
+        import av
 
-    class StandInTokenizerManager(TokenizerManager):
-        """Stand-in for the engine side: no scheduler, no model, no GPU."""
-
-        def _validate_one_request(self, obj, input_ids):
-            pass  # context-length checks need the model's limits
-
-        def _create_tokenized_object(
-            self, obj, input_text, input_ids, input_embeds=None, mm_inputs=None, *a
-        ):
-            sampling_params = SamplingParams(**dict(obj.sampling_params))
-            sampling_params.normalize(self.tokenizer)
-            sampling_params.verify(self.model_config.vocab_size)
-            return SimpleNamespace(
-                input_ids=list(input_ids),
-                mm_inputs=mm_inputs,
-                sampling_params=sampling_params,
+        with av.open(io.BytesIO(data)) as container:
+            stream = container.streams.video[0]
+            self.avg_fps = float(stream.average_rate)
+            self._frames = np.stack(
+                [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
             )
 
-        async def generate_request(self, obj, request=None):
-            obj.normalize_batch_and_arguments()
-            tokenized = await self._tokenize_one_request(obj)
-            with self._lock:
-                self.requests.append(tokenized)
-            output_ids = self.tokenizer.encode(CANNED_TRANSCRIPT)
-            yield {
-                "text": CANNED_TRANSCRIPT,
-                "output_ids": output_ids,
-                "meta_info": {
-                    "id": obj.rid,
-                    "finish_reason": {"type": "stop"},
-                    "prompt_tokens": len(tokenized.input_ids),
-                    "completion_tokens": len(output_ids),
-                },
-            }
+    def __len__(self):
+        return len(self._frames)
 
-        def create_abort_task(self, obj):
-            return None
+    def get_frames_as_tensor(self, indices):
+        return torch.from_numpy(self._frames[list(indices)])
 
-    tokenizer = processor._tokenizer
-    tm = object.__new__(StandInTokenizerManager)
-    tm.tokenizer = tokenizer
-    tm.mm_processor = processor
-    tm.max_req_input_len = 1 << 20
-    tm.preferred_sampling_params = None
-    tm.model_config = SimpleNamespace(
-        hf_config=SimpleNamespace(architectures=list(architectures)),
-        vocab_size=len(tokenizer),
+
+@pytest.fixture(scope="module")
+def tok():
+    return make_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def mimo(tok):
+    return make_mimo_processor(tok)
+
+
+def _video_audio_content(proc, data):
+    video = _decode_frames_and_timestamps(
+        PyAVFrames(data), proc.mimo_processor.default_video_processor_kwargs
     )
-    tm.server_args = None
-    tm.request_logger = SimpleNamespace(log_requests=False, log_requests_level=0)
-    tm.rid_to_state = {}  # nothing in flight: the real abort_request is a no-op
-    tm.requests = []
-    tm._lock = threading.Lock()
-    return tm
+    assert proc.mimo_processor.has_audio_track(data)  # real torchcodec probe
+    content = MiMoV2Processor._make_video_content(video, True, data, {})
+    assert content.type == "video_audio"
+    return content
+
+
+def _audio_runs(tok, input_ids):
+    """Number of audio tokens between each <audio_start> ... <audio_end> pair."""
+    start = token_id(tok, "<|mimo_audio_start|>")
+    end = token_id(tok, "<|mimo_audio_end|>")
+    pad = token_id(tok, "<|audio_pad|>")
+    runs, i = [], 0
+    while start in input_ids[i:]:
+        s = input_ids.index(start, i)
+        e = input_ids.index(end, s)
+        assert set(input_ids[s + 1 : e]) <= {pad}
+        runs.append(e - s - 1)
+        i = e + 1
+    return runs
+
+
+def test_mp4_with_audio_shorter_than_video(tok, mimo):
+    data = mp4_bytes(video_s=4.0, audio_s=1.5)
+    d = mp4_stream_durations(data)
+    assert d["video"] == pytest.approx(4.0) and d["audio"] < 2.0
+
+    content = _video_audio_content(mimo, data)
+    # The audio length the model will encode, from the MP4's own audio track.
+    _, audio_token_len = mimo.mimo_processor.audio_pipeline.preprocess_audio(data)
+    assert 9 <= audio_token_len <= 12  # about 1.5 s at 6.25 tokens/s
+
+    sample = mimo.mimo_processor.process([content])
+    ids = sample.input_ids.tolist()
+    runs = _audio_runs(tok, ids)
+    grid_t = int(sample.video_thw_grids[0][0])
+    assert len(runs) == grid_t == 4  # one unit per grid of two sampled frames
+    # Grids start at 0, 1.1, 2.2, 3.3 s and the audio ends at about 1.5 s:
+    # the last two grids carry no audio...
+    assert runs[0] > 0 and runs[1] > 0 and runs[2:] == [0, 0]
+    # ...and the placeholders add up to exactly the audio the encoder yields.
+    assert sum(runs) == audio_token_len
+    # Every grid keeps its video tokens.
+    assert ids.count(token_id(tok, "<|vision_start|>")) == grid_t
+    # Mel spectrogram, not codes: one audio input for the whole track.
+    assert len(sample.audio_inputs) == 1
+
+
+def test_units_past_the_end_of_tokenized_audio_carry_no_audio(mimo):
+    proc = mimo.mimo_processor
+    timestamps = torch.arange(8, dtype=torch.float32) * 0.5  # 4 grids, 1 s each
+    codes = torch.arange(9 * 4 * 8).reshape(9, 4, 8)  # 9 tokens = 1.44 s
+    units = proc._build_video_audio_units(
+        (4, 2, 2), timestamps, {"segment_end_time": 4.0}, codes, True, 9
+    )
+    lens = [u["segment_audio_token_len"] for u in units]
+    assert lens == [6, 3, 0, 0]  # 0-1 s: 6 tokens, 1-2 s: the last 3
+    assert sum(lens) == 9
+    assert torch.equal(units[0]["segment_audio"], codes[0:6])
+    assert torch.equal(units[1]["segment_audio"], codes[6:9])
+    assert units[2]["segment_audio"] is None and units[3]["segment_audio"] is None
+    assert [u["num_video_tokens"] for u in units] == [1, 1, 1, 1]
+
+
+def test_grids_closer_than_one_audio_token_inside_the_audio(mimo):
+    """Grid spacing under 0.16 s (sampled fps above 12.5 with temporal patch
+    2): two grid timestamps round to the same audio token, and a grid inside
+    the audio gets no audio. v0.5.23 (and #24602's first fix here) asserted."""
+    proc = mimo.mimo_processor
+    assert proc.temporal_patch_size == 2
+    timestamps = (
+        torch.arange(8, dtype=torch.float32) * 0.05
+    )  # 20 fps: grids 0.1 s apart
+    codes = torch.arange(2 * 4 * 8).reshape(2, 4, 8)  # 2 tokens = 0.32 s
+    units = proc._build_video_audio_units(
+        (4, 2, 2), timestamps, {"segment_end_time": 0.4}, codes, True, 2
+    )
+    # Grids at 0, 0.1, 0.2, 0.3 s start at tokens int(6.25 t) = 0, 0, 1, 1.
+    lens = [u["segment_audio_token_len"] for u in units]
+    assert lens == [0, 1, 0, 1]
+    assert sum(lens) == 2  # contiguous: every audio token lands in one grid
+    assert units[0]["segment_audio"] is None and units[2]["segment_audio"] is None
+    assert torch.equal(units[1]["segment_audio"], codes[0:1])
+    assert torch.equal(units[3]["segment_audio"], codes[1:2])
+    assert [u["num_video_tokens"] for u in units] == [1, 1, 1, 1]
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
