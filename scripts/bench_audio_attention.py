@@ -42,6 +42,11 @@ import torch.nn.functional as F
 
 KERNEL = "sglang/kernels/ops/attention/prefill_attention.py"
 VISION = "sglang/srt/layers/attention/vision.py"
+# The test file whose REFERENCE code and CASES --check-kernel runs.
+KERNEL_TEST = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "tests/regression/registered/unit/layers/attention/test_triton_prefill_window_sinks.py",
+)
 
 
 def load_sdpa_band(sglang_python):
@@ -148,8 +153,8 @@ def measure(fn, min_time=0.3, max_iters=50):
 
 
 def check_kernel(test_file):
-    """The float64-reference check of tests/regression/test_triton_window_sinks.py
-    (its REFERENCE code and CASES), compiled for this GPU, at the test's
+    """The float64-reference check of tests/regression/registered/unit/layers/
+    attention/test_triton_prefill_window_sinks.py (its REFERENCE code and CASES), compiled for this GPU, at the test's
     tolerances; for machines where the test itself cannot import sglang."""
     tree = ast.parse(open(test_file).read())
     found = {}
@@ -184,7 +189,10 @@ def main():
     ap.add_argument(
         "--check-kernel",
         metavar="TEST_FILE",
-        help="run the float64 kernel check of this test file instead of timing",
+        nargs="?",
+        const=KERNEL_TEST,
+        help="run the float64 kernel check of this test file instead of timing "
+        f"(default: {KERNEL_TEST})",
     )
     args = ap.parse_args()
     sdpa_band = load_sdpa_band(args.sglang)

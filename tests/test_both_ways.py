@@ -66,8 +66,9 @@ BELOW_ENGINE_ONLY = {
     "0008-triton-prefill-window-and-sinks.patch": (
         "it changes the Triton prefill kernel behind --mm-attention-backend triton_attn "
         "(the GB10 recipes), which compiles for GPUs only; the CPU engine runs the sdpa "
-        "multimodal backend. tests/regression/test_triton_window_sinks.py runs the kernel "
-        "in Triton's interpreter against a float64 reference and the plumbing both ways; "
+        "multimodal backend. tests/regression/registered/unit/layers/attention/"
+        "test_triton_prefill_window_sinks.py runs the kernel in Triton's interpreter "
+        "against a float64 reference and the plumbing both ways; "
         "the same cases ran compiled on an H200 (README, measurements)"
     ),
 }

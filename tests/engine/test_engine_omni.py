@@ -204,8 +204,8 @@ def audio_positions_logprobs(server, wav):
     return out["meta_info"]
 
 
-# The encoder's receptive edge (measured in tests/regression/test_mimo_audio_attention.py
-# on the whole AudioEncoder): with causal attention only the last code frame of a clip
+# The encoder's receptive edge (measured in tests/regression/registered/unit/models/
+# test_mimo_audio_causal_window_attention.py on the whole AudioEncoder): with causal attention only the last code frame of a clip
 # changes when audio follows it (conv1 sees a real neighbour instead of padding), and a
 # group of 4 code frames is one audio token, so only the clip's last audio token may
 # differ. Everything before it must be the same computation.

@@ -1,8 +1,11 @@
 """MiMo audio encoder attention: causal, windowed, per packed sequence.
 
-Regression tests for 0007-mimo-audio-causal-window-attention.patch, through the
-real pinned modules (`sglang.srt.models.mimo_audio`, `VisionAttention`) on a
-tiny random config, with `--mm-attention-backend sdpa` (the CPU backend).
+The MiMo audio tokenizer's encoder layers are causal, and its hybrid blocks attend
+through a sliding window (``encoder_causal``, ``encoder_attn_window_size``,
+``swa_per_block`` of the config). Tested through the real modules
+(``sglang.srt.models.mimo_audio``, ``VisionAttention``) on a tiny random config,
+with ``--mm-attention-backend sdpa`` (the CPU backend); the CUDA test compares the
+half-precision path with a float reference.
 
 Window convention (FlashAttention's): with ``window_size = (left, right)``,
 query i of a sequence sees key j of the *same* sequence iff
@@ -10,14 +13,19 @@ query i of a sequence sees key j of the *same* sequence iff
 a query always sees itself.
 """
 
+import sys
+
 import pytest
 import torch
+
 from sglang.srt.runtime_context import reset_context
 from sglang.srt.server_args import ServerArgs
+from sglang.test.ci.ci_register import register_cpu_ci, register_cuda_ci
 from sglang.test.parallel_groups import publish  # also writes the 1-rank TP groups
 
-FIX = pytest.mark.fixes("0007-mimo-audio-causal-window-attention.patch")
-NEEDS_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+register_cpu_ci(est_time=30, suite="base-a-test-cpu")
+register_cuda_ci(est_time=30, stage="base-a", runner_config="1-gpu-small")
+
 D_MODEL, HEADS = 32, 4
 
 
@@ -149,7 +157,6 @@ def make_attention(causal, window, heads=HEADS, head_dim=D_MODEL // HEADS):
 LAYERS = [((4, 0), True), ((-1, -1), True)]
 
 
-@FIX
 @pytest.mark.parametrize("window,causal", LAYERS)
 def test_layer_prefix_invariance(window, causal):
     layer = make_layer(causal, window)
@@ -168,7 +175,6 @@ def changed_outputs(layer, n, j, delta):
     return set(torch.nonzero(diff > 1e-4).flatten().tolist())
 
 
-@FIX
 @pytest.mark.parametrize(
     "window,causal,expected",
     [
@@ -184,46 +190,20 @@ def test_layer_dependence_follows_window(window, causal, expected):
     assert changed_outputs(layer, 16, 6, delta) == expected
 
 
-def test_full_noncausal_layer_depends_on_every_token():
-    layer = make_layer(False, (-1, -1))
-    delta = torch.randn(D_MODEL, generator=torch.Generator().manual_seed(3))
-    assert changed_outputs(layer, 16, 6, delta) == set(range(16))
-
-
-def test_layernorm_hides_shift_and_scale_of_a_token():
-    """Why a probe saw 'no attention between packed tokens': the layer is
-    pre-norm, and LayerNorm removes a constant shift (and a positive scale) of
-    a token's features before q, k and v are formed: such a perturbation moves
-    only token j's own residual, even in a full bidirectional layer."""
-    layer = make_layer(False, (-1, -1))
-    assert changed_outputs(layer, 16, 6, torch.full((D_MODEL,), 1.0)) == {6}
-
-
-@pytest.mark.parametrize("window,causal", LAYERS + [((-1, -1), False)])
-def test_packing_equals_alone(window, causal):
-    layer = make_layer(causal, window)
-    x = torch.randn(18, D_MODEL, generator=torch.Generator().manual_seed(4))
-    packed = run_layer(layer, x, [11, 7])
-    torch.testing.assert_close(packed[:11], run_layer(layer, x[:11], [11]))
-    torch.testing.assert_close(packed[11:], run_layer(layer, x[11:], [7]))
-
-
 # --- the attention the layer runs, against a dense float reference ---------------
 
 WINDOWS = [
-    pytest.param((128, 0), True, marks=FIX),
-    pytest.param((128, 0), False, marks=FIX),
-    pytest.param((3, 0), True, marks=FIX),
-    pytest.param((1, 0), True, marks=FIX),
-    pytest.param((0, 0), True, marks=FIX),
-    pytest.param((0, 0), False, marks=FIX),
-    pytest.param((2, 3), False, marks=FIX),
-    pytest.param((2, 3), True, marks=FIX),
-    pytest.param((-1, -1), True, marks=FIX),
-    pytest.param((-1, 0), False, marks=FIX),
-    pytest.param((5000, 0), True, marks=FIX),  # wider than every clip
-    pytest.param((-1, -1), False),  # unchanged: full bidirectional
-    pytest.param((5000, 5000), False),  # unchanged: as wide as full
+    ((128, 0), True),
+    ((128, 0), False),
+    ((3, 0), True),
+    ((1, 0), True),
+    ((0, 0), True),
+    ((0, 0), False),
+    ((2, 3), False),
+    ((2, 3), True),
+    ((-1, -1), True),
+    ((-1, 0), False),
+    ((5000, 0), True),  # wider than every clip
 ]
 
 
@@ -249,12 +229,11 @@ def test_attention_matches_dense_reference(window, causal):
 @pytest.mark.parametrize(
     "window,causal",
     [
-        pytest.param((0, 0), False, marks=FIX),
-        pytest.param((2, 0), True, marks=FIX),
-        pytest.param((2, 1), False, marks=FIX),
-        pytest.param((-1, 0), False, marks=FIX),
-        pytest.param((1, 5), True, marks=FIX),
-        pytest.param((-1, -1), False),
+        ((0, 0), False),
+        ((2, 0), True),
+        ((2, 1), False),
+        ((-1, 0), False),
+        ((1, 5), True),
     ],
 )
 def test_window_edges_are_inclusive_of_self(window, causal):
@@ -296,7 +275,6 @@ def tiny_encoder():
     return enc
 
 
-@FIX
 @pytest.mark.parametrize("n_mel", [80, 81])
 def test_encoder_codes_of_a_clip_are_a_prefix_of_the_extended_clip(n_mel):
     """All but the last code frame must match. conv1 (k=3, pad=1) gives frame
@@ -320,45 +298,10 @@ def test_encoder_codes_of_a_clip_are_a_prefix_of_the_extended_clip(n_mel):
     assert torch.equal(codes_short[:, :keep], codes_long[:, :keep])
 
 
-# --- vision attention keeps its behaviour ----------------------------------------
-
-
-def test_vision_style_layer_unchanged():
-    from sglang.srt.layers.attention.vision import VisionAttention
-
-    m = VisionAttention(
-        embed_dim=D_MODEL,
-        num_heads=HEADS,
-        projection_size=D_MODEL,
-        use_qkv_parallel=True,
-        flatten_batch=True,
-        window_size=(8, 0),  # ignored without attention sinks, as before
-        prefix="vision",
-    )
-    randomize(m, seed=8)
-    lengths = [9, 13]
-    gen = torch.Generator().manual_seed(9)
-    q, k, v = torch.randn(3, sum(lengths), HEADS, D_MODEL // HEADS, generator=gen)
-    out = backend_call(m, q, k, v, lengths)
-    ref = dense_reference(q, k, v, lengths, (-1, -1), causal=False)
-    torch.testing.assert_close(out.double(), ref, rtol=0, atol=1e-5)
-
-    x = torch.randn(sum(lengths), D_MODEL, generator=gen)
-    cu = torch.tensor([0, 9, 22], dtype=torch.int32)
-    with torch.no_grad():
-        y = m(x, cu_seqlens=cu).squeeze(0)
-        x2 = x.clone()
-        x2[3] += torch.randn(D_MODEL, generator=gen)
-        changed = (m(x2, cu_seqlens=cu).squeeze(0) - y).abs().amax(-1) > 1e-5
-    assert changed.tolist() == [True] * 9 + [False] * 13
-
-
 # --- CUDA: half precision against the float reference ----------------------------
 
 
-@FIX
-@pytest.mark.cuda
-@NEEDS_GPU
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="requires CUDA")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("window,causal", [((128, 0), True), ((-1, -1), True)])
 def test_cuda_half_precision_matches_float_reference(dtype, window, causal):
@@ -423,7 +366,6 @@ def backend_of(name, window, causal):
     return attn
 
 
-@FIX
 @pytest.mark.parametrize("name", ["fa3", "fa4"])
 @pytest.mark.parametrize("window,causal", [((128, 0), True), ((-1, -1), True)])
 def test_flash_attention_backends_get_causal_and_window(
@@ -437,7 +379,6 @@ def test_flash_attention_backends_get_causal_and_window(
     assert tuple(rec.calls[-1]["window_size"]) == window
 
 
-@FIX
 def test_triton_backend_gets_causal(monkeypatch):
     rec = KernelRecorder(monkeypatch, "context_attention_fwd")
     attn = backend_of("triton_attn", (-1, -1), True)
@@ -446,7 +387,6 @@ def test_triton_backend_gets_causal(monkeypatch):
     assert rec.calls[-1]["is_causal"] is True
 
 
-@FIX
 @pytest.mark.parametrize("name", ["flashinfer_cudnn", "aiter_attn"])
 def test_backend_that_cannot_apply_the_window_refuses_the_layer(name, mm_backend):
     mm_backend(name)
@@ -454,41 +394,11 @@ def test_backend_that_cannot_apply_the_window_refuses_the_layer(name, mm_backend
         make_attention(False, (128, 0))
 
 
-@FIX
 def test_backend_that_cannot_apply_causal_refuses_the_layer(mm_backend):
     mm_backend("flashinfer_cudnn")
     with pytest.raises(ValueError, match="is causal"):
         make_attention(True, (-1, -1))
 
 
-def test_vision_layers_keep_their_mask_on_every_backend(monkeypatch):
-    """The new flag is not set by vision models: a vision layer hands its
-    backend no causal mask and no window without sinks, exactly as before;
-    with sinks (MiMo-VL's windowed blocks) window and sinks go as before."""
-    from sglang.srt.layers.attention.vision import VisionAttention
-
-    def vision(use_sink):
-        m = VisionAttention(
-            embed_dim=D_MODEL,
-            num_heads=HEADS,
-            projection_size=D_MODEL,
-            use_qkv_parallel=True,
-            flatten_batch=True,
-            window_size=(8, 8),
-            use_sink=use_sink,
-            prefix="vision",
-        )
-        return randomize(m, seed=8)
-
-    plain = mask_kwargs(vision(False))
-    assert plain["window_size"] == (-1, -1) and plain["s_aux"] is None
-    assert not plain.get("causal", False)
-    m = vision(True)
-    cu = torch.tensor([0, 5], dtype=torch.int32)
-    seen = {}
-    real = m.qkv_backend.forward
-    m.qkv_backend.forward = lambda **kw: seen.update(kw) or real(**kw)
-    with torch.no_grad():
-        m(torch.randn(5, D_MODEL), cu_seqlens=cu, full_attn=False)
-    assert tuple(seen["window_size"]) == (8, 8) and seen["s_aux"] is not None
-    assert not seen.get("causal", False)
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))

@@ -1,9 +1,9 @@
-"""Patch 0008: sliding window and per-head sinks in the Triton varlen prefill
-kernel (``context_attention_fwd``) and in ``VisionTritonAttention``.
+"""Sliding window and per-head sinks in the Triton varlen prefill kernel
+(``context_attention_fwd``) and in ``VisionTritonAttention``.
 
 The kernel is SGLang's own Triton code. On a CPU machine it runs in Triton's
 interpreter (``TRITON_INTERPRET=1``, in a subprocess: the variable must be set
-before triton is imported); on a GPU it is compiled (the ``cuda`` tests).
+before triton is imported); on a GPU it is compiled (the CUDA test).
 Both compare with a float64 reference written from FlashAttention's window
 convention: query i of a sequence sees key j of the same sequence iff
 ``i - left <= j <= i + right`` (-1 unbounded), ``causal`` makes right 0, and a
@@ -18,11 +18,14 @@ import textwrap
 
 import pytest
 import torch
+
 from sglang.srt.runtime_context import reset_context
 from sglang.srt.server_args import ServerArgs
+from sglang.test.ci.ci_register import register_cpu_ci, register_cuda_ci
 from sglang.test.parallel_groups import publish
 
-FIX = pytest.mark.fixes("0008-triton-prefill-window-and-sinks.patch")
+register_cpu_ci(est_time=60, suite="base-a-test-cpu")
+register_cuda_ci(est_time=60, stage="base-a", runner_config="1-gpu-small")
 
 # (clip lengths, window, causal, sinks): window edges, sinks, causal and not,
 # packed ragged clips with length 1, windows narrower than one 64/128-key block
@@ -91,7 +94,6 @@ def run_case(lengths, window, causal, use_sinks, device, dtype, heads, dim, seed
 """
 
 
-@FIX
 def test_kernel_matches_float64_reference_in_the_triton_interpreter(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(REFERENCE + textwrap.dedent(f"""
@@ -109,8 +111,7 @@ def test_kernel_matches_float64_reference_in_the_triton_interpreter(tmp_path):
         assert finite and err < 1e-5, (case, err)
 
 
-@FIX
-@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="requires CUDA")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("heads,dim", [(16, 80), (20, 64)])  # vision, audio
 def test_kernel_matches_float64_reference_on_cuda(dtype, heads, dim):
@@ -146,7 +147,6 @@ def triton_backend(monkeypatch):
     reset_context()
 
 
-@FIX
 def test_audio_windowed_layer_runs_on_triton_with_its_window(triton_backend):
     from sglang.srt.models.mimo_audio import AudioEncoderAttention
 
@@ -158,7 +158,6 @@ def test_audio_windowed_layer_runs_on_triton_with_its_window(triton_backend):
     assert triton_backend[-1].get("sinks") is None
 
 
-@FIX
 def test_vision_sink_layer_hands_window_and_sinks_to_triton(triton_backend):
     """MiMo-VL's windowed blocks: use_sink with a window, full_attn=False."""
     from sglang.srt.layers.attention.vision import VisionAttention
@@ -185,21 +184,5 @@ def test_vision_sink_layer_hands_window_and_sinks_to_triton(triton_backend):
     assert triton_backend[-1]["is_causal"] is False
 
 
-def test_plain_vision_layer_on_triton_is_unchanged(triton_backend):
-    """No sinks, no declared mask: no window, not causal, as in v0.5.23."""
-    from sglang.srt.layers.attention.vision import VisionAttention
-
-    m = VisionAttention(
-        embed_dim=32,
-        num_heads=4,
-        projection_size=32,
-        use_qkv_parallel=True,
-        flatten_batch=True,
-        window_size=(64, 64),
-        prefix="vision",
-    )
-    with torch.no_grad():
-        m(torch.randn(6, 32), cu_seqlens=torch.tensor([0, 6], dtype=torch.int32))
-    assert triton_backend[-1]["is_causal"] is False
-    assert tuple(triton_backend[-1].get("window_size", (-1, -1))) == (-1, -1)
-    assert triton_backend[-1].get("sinks") is None
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
