@@ -57,7 +57,13 @@ def _needs_cuda(item):
     return False
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    # Upstream-style GPU tests get the ``cuda`` marker too, so ``-m cuda``
+    # (scripts/device_cuda_tests.py) selects them; before ``-m`` deselects.
+    for item in items:
+        if _needs_cuda(item) and not item.get_closest_marker("cuda"):
+            item.add_marker(pytest.mark.cuda)
     if _has_cuda():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
