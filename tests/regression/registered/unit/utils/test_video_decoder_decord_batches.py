@@ -24,9 +24,10 @@ import torch
 from sglang.srt.utils import video_decoder
 from sglang.srt.utils.common import is_cpu
 from sglang.srt.utils.video_decoder import VideoDecoderWrapper
-from sglang.test.ci.ci_register import register_cpu_ci
+from sglang.test.ci.ci_register import register_cpu_ci, register_cuda_ci
 
 register_cpu_ci(est_time=30, suite="base-a-test-cpu")
+register_cuda_ci(est_time=30, stage="base-a", runner_config="1-gpu-small")
 
 N_FRAMES, H, W = 24, 48, 64
 INDICES = [0, 5, 11, 23]
@@ -149,6 +150,17 @@ def test_decord_torch_bridge_with_pinning(
     got = VideoDecoderWrapper(video_path).get_frames_as_tensor(INDICES)
     assert got is alloc.pinned[-1]
     np.testing.assert_array_equal(got.numpy(), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="requires CUDA")
+def test_decord_torch_bridge_really_pinned_on_cuda(
+    video_path, decord_backend, gpu_engine
+):
+    """The same with the real CUDA host allocator."""
+    decord.bridge.set_bridge("torch")
+    got = VideoDecoderWrapper(video_path).get_frames_as_tensor(INDICES)
+    assert got.is_pinned()
+    np.testing.assert_array_equal(got.numpy(), native_frames(video_path, INDICES))
 
 
 # The aarch64 install exactly: torchcodec not importable, so decord is the backend.
