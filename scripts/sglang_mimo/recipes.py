@@ -117,8 +117,13 @@ def load_recipe(name_or_path, recipes_dir=None):
 
 def schema_errors(data, schema=None):
     """Problems of ``data`` against the JSON Schema, as readable strings."""
-    import jsonschema
-
+    try:
+        import jsonschema
+    except ImportError as e:
+        raise RecipeError(
+            f"validating recipes needs the jsonschema package ({e}): "
+            "pip install jsonschema (a dependency of sglang-mimo and of sglang)"
+        ) from e
     schema = schema or load_schema()
     validator = jsonschema.Draft202012Validator(schema)
     out = []
