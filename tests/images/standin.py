@@ -21,6 +21,7 @@ inputs; an image already in the engine with the same key is reused as it is.
 """
 
 import argparse
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -362,17 +363,40 @@ def import_image(arch, tar, name, key):
         subprocess.run(["podman", "rmi", "-f", tmp_name], capture_output=True)
 
 
+def image_name(arch):
+    return f"sglang-mimo-standin:{arch}"
+
+
+def is_current(arch):
+    """The engine holds ``arch``'s stand-in built from today's inputs."""
+    return image_key(image_name(arch)) == f"{cache_key(arch)}|{arch}"
+
+
+def root_tar(arch):
+    """The stand-in root of ``arch`` as a tarball: cached, built when missing."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tar = CACHE / f"{arch}-{cache_key(arch)}.tar"
+    if not tar.is_file():
+        for old in CACHE.glob(f"{arch}-*.tar"):  # the previous stand-in's root
+            old.unlink()
+        build_rootfs_tar(arch, tar)
+    return tar
+
+
+def prepare(arches):
+    """Build the roots of the stand-ins that are not current, all at once (downloads,
+    debootstrap and the arm64 stage under QEMU overlap); ``ensure`` then imports them."""
+    missing = [a for a in arches if not is_current(a)]
+    with concurrent.futures.ThreadPoolExecutor(max(1, len(missing))) as pool:
+        list(pool.map(root_tar, missing))
+
+
 def ensure(arch, tags=()):
     """Make the stand-in image ``sglang-mimo-standin:ARCH`` (plus ``tags``); return its name."""
-    name = f"sglang-mimo-standin:{arch}"
+    name = image_name(arch)
     key = cache_key(arch)
-    if image_key(name) != f"{key}|{arch}":
-        CACHE.mkdir(parents=True, exist_ok=True)
-        tar = CACHE / f"{arch}-{key}.tar"
-        if not tar.is_file():
-            for old in CACHE.glob(f"{arch}-*.tar"):  # the previous stand-in's root
-                old.unlink()
-            build_rootfs_tar(arch, tar)
+    if not is_current(arch):
+        tar = root_tar(arch)
         previous = image_id(name)
         import_image(arch, tar, name, key)
         if previous and previous != image_id(name):
