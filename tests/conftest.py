@@ -190,3 +190,26 @@ def trees(pristine_tree, tmp_path_factory):
     patched = linked_copy(pristine_tree, base / "patched", set(series_paths()))
     run_apply(patched, check=True)
     return {"unpatched": unpatched, "patched": patched}
+
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Order and groups for the pytest-xdist workers of ``make test``
+    (``--dist loadgroup --no-loadscope-reorder``: groups go out in this order).
+
+    Longest first: the both-ways runs (the engine servers take minutes each), then
+    the other files, each file on one worker (its module fixtures, such as
+    test_export_pr's exports, are built once); last the checks that read every
+    both-ways run, so that no worker waits for a run another one is doing.
+    """
+
+    def rank(item):
+        if "test_both_ways.py::test_regression_file" in item.nodeid:
+            return 0
+        return 2 if "test_both_ways.py::" in item.nodeid else 1
+
+    items.sort(key=rank)
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

@@ -4,7 +4,9 @@ The files in tests/regression/ (below the engine) run in a subprocess against th
 unpatched and the patched tree: one pytest process per tree for all of them (torch and
 sglang import once per tree, not once per file), each file judged on its own. The files
 in tests/engine/ (the real SGLang server on the CPU) run the same way, one process per
-file and tree, since each starts its own servers.
+file and tree, since each starts its own servers. Each run is done once per session:
+under pytest-xdist (``make test``) by the first worker that needs it, and read by the
+others (``tree_run``).
 
 On the patched tree every test must pass. On the unpatched tree:
 
@@ -24,6 +26,7 @@ passes patched, and through the engine unless ``BELOW_ENGINE_ONLY`` says why it 
 be driven there.
 """
 
+import fcntl
 import json
 import os
 import subprocess
@@ -147,20 +150,78 @@ def run_files(names, tree_dir, tmp_path, echo=None):
     return proc, by_file
 
 
-def tree_run(name, tree, trees, tmp_path_factory, echo=print_progress):
-    """(CompletedProcess, results by file) of the run that holds ``name`` on ``tree``:
-    all regression files together, each engine file on its own; once per session."""
-    key = ("regression", tree) if name in REGRESSION_FILES else (name, tree)
+def run_key(name, tree):
+    """The run that holds ``name`` on ``tree``: all regression files together, each
+    engine file on its own."""
+    return ("regression" if name in REGRESSION_FILES else name, tree)
+
+
+def shared_dir(tmp_path_factory):
+    """Where runs are kept for the whole session: with pytest-xdist (``make test`` runs
+    two workers) every worker's base temp is a folder of the session's, and a run done
+    by one worker is read by the others instead of being done again."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    out = base / "both-ways"
+    out.mkdir(exist_ok=True)
+    return out
+
+
+def _save(path, proc, by_file):
+    data = {
+        "args": proc.args,
+        "returncode": proc.returncode,
+        "stdout": proc.stdout,
+        "stderr": proc.stderr,
+        "by_file": by_file,
+    }
+    tmp = path.with_suffix(".part")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+def _load(path):
+    data = json.loads(path.read_text())
+    proc = subprocess.CompletedProcess(
+        data["args"], data["returncode"], data["stdout"], data["stderr"]
+    )
+    return proc, data["by_file"]
+
+
+def tree_run(name, tree, trees, tmp_path_factory, echo=print_progress, wait=True):
+    """(CompletedProcess, results by file) of the run that holds ``name`` on ``tree``,
+    done once per session by whichever worker needs it first (the others wait for it
+    and read it). With ``wait=False``, None while another worker is doing it."""
+    key = run_key(name, tree)
     if key not in _runs:
-        names = REGRESSION_FILES if key[0] == "regression" else [name]
-        tmp = tmp_path_factory.mktemp(f"{key[0].replace('/', '-')}-{tree}")
-        echo = echo if name in ENGINE_FILES else None
-        _runs[key] = run_files(names, trees[tree], tmp, echo)
+        folder = shared_dir(tmp_path_factory)
+        stem = f"{key[0].replace('/', '-')}-{tree}"
+        result = folder / f"{stem}.json"
+        with open(folder / f"{stem}.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                return None
+            if not result.exists():
+                names = REGRESSION_FILES if key[0] == "regression" else [name]
+                tmp = tmp_path_factory.mktemp(stem)
+                echo = echo if name in ENGINE_FILES else None
+                _save(result, *run_files(names, trees[tree], tmp, echo))
+        _runs[key] = _load(result)
     return _runs[key]
 
 
-@pytest.mark.parametrize("tree", TREES)
-@pytest.mark.parametrize("name", FILES)
+@pytest.mark.parametrize(
+    "name,tree",
+    [
+        pytest.param(
+            name, tree, marks=pytest.mark.xdist_group("-".join(run_key(name, tree)))
+        )
+        for name in FILES
+        for tree in TREES
+    ],
+)
 def test_regression_file(name, tree, trees, tmp_path_factory, capsys):
     def echo(line):
         with capsys.disabled():
@@ -207,11 +268,15 @@ def test_regression_file(name, tree, trees, tmp_path_factory, capsys):
 def _proven(trees, tmp_path_factory, files):
     """{patch: [nodeid, ...]} of fixes-tests that failed unpatched and passed patched."""
     proven = {}
+    # First the runs nobody is doing (another worker may be doing some), then the rest.
+    for wait in (False, True):
+        for name in files:
+            for tree in TREES:
+                if (name, tree) not in _outcomes:
+                    run = tree_run(name, tree, trees, tmp_path_factory, wait=wait)
+                    if run is not None:
+                        _outcomes[(name, tree)] = run[1].get(name, {})
     for name in files:
-        for tree in TREES:
-            if (name, tree) not in _outcomes:
-                by_file = tree_run(name, tree, trees, tmp_path_factory)[1]
-                _outcomes[(name, tree)] = by_file.get(name, {})
         before, after = _outcomes[(name, "unpatched")], _outcomes[(name, "patched")]
         for nodeid, r in after.items():
             if r["fixes"] and r["outcome"] == "passed":

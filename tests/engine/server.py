@@ -72,7 +72,9 @@ class Server:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self, timeout=420):
+    # Alone on two cores the TP 4 server is ready in 140-220 s; `make test` may run two
+    # servers at once (one per pytest-xdist worker).
+    def start(self, timeout=600):
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(self.tree), str(SHIMS)]),
