@@ -192,6 +192,20 @@ def trees(pristine_tree, tmp_path_factory):
     return {"unpatched": unpatched, "patched": patched}
 
 
+def project_files():
+    """The project's files: tracked or new, not ignored (``.venv`` and ``build/`` are
+    not walked); every file below the checkout but ``.git`` where git cannot list them.
+    """
+    out = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others"]
+        + ["--exclude-standard"],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode == 0:
+        return [REPO / f for f in out.stdout.split("\0") if f and (REPO / f).is_file()]
+    return [p for p in REPO.rglob("*") if p.is_file() and ".git" not in p.parts]
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):

@@ -4,18 +4,10 @@ that agree with the pin, no pointers to documents the project does not ship."""
 import re
 import subprocess
 
+from conftest import project_files
 from sglang_mimo import paths
 
 REPO = paths.REPO
-
-
-def tracked():
-    out = subprocess.run(
-        ["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True
-    ).stdout.split()
-    return [REPO / f for f in out if (REPO / f).is_file()] or [
-        p for p in REPO.rglob("*") if p.is_file() and ".git" not in p.parts
-    ]
 
 
 def test_install_sh_names_the_pinned_nccl_floor():
@@ -44,7 +36,7 @@ def test_no_pointer_to_unshipped_notes():
     """Nothing points at the development machine's notes or paths."""
     bad = re.compile(r"shared/notes|/work/(?:main|shared|coord)")
     hits = []
-    for path in tracked():
+    for path in project_files():
         if path.suffix in {".patch", ".mp4", ".whl"}:
             continue
         try:

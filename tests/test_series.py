@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import make_checkout, run_apply
+from conftest import make_checkout, project_files, run_apply, series_paths
 
 from sglang_mimo import paths, series
 
@@ -269,18 +269,9 @@ def test_pin_is_the_one_source_of_truth():
     assert f"sglang=={pin['version']}\n" in req
     # no other file repeats a wheel hash
     hashes = {w["sha256"] for w in pin["wheels"].values()}
-    # The project's files: tracked or new, not ignored (no walk through .venv/build).
-    listed = subprocess.run(
-        ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others"]
-        + ["--exclude-standard"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for path in (REPO / name for name in listed if name):
+    for path in project_files():
         if (
-            path.is_file()
-            and path != paths.PIN_FILE
+            path != paths.PIN_FILE
             and path.suffix
             in {".py", ".sh", ".md", ".hcl", ".txt", ".yaml", ".toml", ""}
         ):
@@ -338,15 +329,15 @@ def test_patch_lines_are_black_and_isort_clean(series_trees, formatter):
     Upstream files that are not clean at v0.5.23 are not reformatted (smallest diff).
     """
     # Each file once, however many patches touch it (black takes seconds on the big ones).
-    touched = {f for p in series.load_series() for f in p.files if f.endswith(".py")}
-    for f in sorted(touched):
-        rel = f.removeprefix("python/")
+    for rel in series_paths():
+        if not rel.endswith(".py"):
+            continue
         patched = series_trees["patched"] / rel
         dirty = lines_changed_by(formatter, patched)
         added = lines_added_by_series(series_trees["unpatched"] / rel, patched)
         text = patched.read_text().splitlines()
         bad = sorted(dirty & added)
-        assert not bad, f"{formatter} would rewrite lines {f} adds:\n" + "\n".join(
+        assert not bad, f"{formatter} would rewrite lines {rel} adds:\n" + "\n".join(
             f"{n + 1}: {text[n]}" for n in bad[:10]
         )
 
