@@ -8,6 +8,7 @@
   ``sglang_mimo.apply``, the one implementation behind the apply script.
 """
 
+import fcntl
 import os
 import re
 import shutil
@@ -149,11 +150,15 @@ def pinned_tree():
     """A cached, unpacked pinned base (site-packages layout) under build/."""
     pin = paths.load_pin()
     dest = BUILD / "base" / f"sglang-{pin['version']}"
-    if not (dest / "sglang" / "__init__.py").exists():
-        wheel = pinned_wheel()
-        tmp = Path(tempfile.mkdtemp(prefix=".base.", dir=BUILD))
-        unpack_wheel(wheel, tmp)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(dest, ignore_errors=True)
-        tmp.rename(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # One process unpacks it; another one (a second test worker, a second command)
+    # waits here instead of finding it half replaced.
+    with open(dest.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (dest / "sglang" / "__init__.py").exists():
+            wheel = pinned_wheel()
+            tmp = Path(tempfile.mkdtemp(prefix=".base.", dir=BUILD))
+            unpack_wheel(wheel, tmp)
+            shutil.rmtree(dest, ignore_errors=True)
+            tmp.rename(dest)
     return dest
