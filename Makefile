@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 JOBS ?= 2
 XDIST := -n $(JOBS) --dist loadgroup --no-loadscope-reorder
 
-.PHONY: test test-fast venv sysdeps apply clean image-test
+.PHONY: test test-fast venv sysdeps apply clean image-test image-prep
 
 test: venv
 	$(PY) -m pytest $(XDIST) tests $(PYTEST_ARGS)
@@ -60,3 +60,11 @@ clean:
 image-test: venv
 	bash tests/images/setup.sh $(PY)
 	SGLANG_MIMO_IMAGE_TEST=1 PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest tests/test_images.py tests/test_release.py $(PYTEST_ARGS)
+
+# The part of image-test that needs no Docker engine, ahead of time: its packages and
+# both stand-in roots (downloads, debootstrap, the arm64 stage under QEMU; cached under
+# ~/.cache/sglang-mimo). image-test builds what is missing itself; .ci/run runs this
+# beside `make test`.
+image-prep: venv
+	bash tests/images/setup.sh $(PY)
+	$(PY) tests/images/standin.py --roots amd64 arm64

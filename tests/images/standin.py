@@ -15,6 +15,7 @@ the stand-in shim in standin-files/, as PyPI's x86_64 torchvision is built for C
 torch), and no nvidia-nccl-cu13.
 
     python3 tests/images/standin.py amd64|arm64 [--tag NAME]...
+    python3 tests/images/standin.py --roots amd64 arm64    # the roots only (make image-prep)
 
 Built roots are cached as tarballs under ~/.cache/sglang-mimo/standin, keyed by the
 inputs; an image already in the engine with the same key is reused as it is.
@@ -383,12 +384,16 @@ def root_tar(arch):
     return tar
 
 
+def build_roots(arches):
+    """The roots of ``arches`` as tarballs, built at once (downloads, debootstrap and
+    the arm64 stage under QEMU overlap). Needs no Docker engine."""
+    with concurrent.futures.ThreadPoolExecutor(max(1, len(arches))) as pool:
+        return list(pool.map(root_tar, arches))
+
+
 def prepare(arches):
-    """Build the roots of the stand-ins that are not current, all at once (downloads,
-    debootstrap and the arm64 stage under QEMU overlap); ``ensure`` then imports them."""
-    missing = [a for a in arches if not is_current(a)]
-    with concurrent.futures.ThreadPoolExecutor(max(1, len(missing))) as pool:
-        list(pool.map(root_tar, missing))
+    """Build the roots of the stand-ins that are not current; ``ensure`` imports them."""
+    build_roots([a for a in arches if not is_current(a)])
 
 
 def ensure(arch, tags=()):
@@ -416,15 +421,27 @@ def ensure(arch, tags=()):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("arch", choices=sorted(ARCHES))
+    p.add_argument("arch", nargs="+", choices=sorted(ARCHES))
     p.add_argument(
         "--tag",
         action="append",
         default=[],
-        help="also tag it NAME (the real base's name)",
+        help="also tag it NAME (the real base's name); one arch only",
+    )
+    p.add_argument(
+        "--roots",
+        action="store_true",
+        help="only build the roots' tarballs (cached; no Docker engine needed)",
     )
     args = p.parse_args(argv)
-    print(ensure(args.arch, args.tag))
+    if args.roots:
+        for tar in build_roots(args.arch):
+            print(tar)
+        return 0
+    if args.tag and len(args.arch) > 1:
+        p.error("--tag takes one arch")
+    for arch in args.arch:
+        print(ensure(arch, args.tag))
     return 0
 
 
