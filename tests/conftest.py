@@ -14,6 +14,7 @@ touches plus the files the apply script reads to recognise a tree (the top of
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -207,15 +208,47 @@ def project_files():
     return [p for p in REPO.rglob("*") if p.is_file() and ".git" not in p.parts]
 
 
-@pytest.hookimpl(tryfirst=True)
+BOTH_WAYS_RUN = re.compile(
+    r"test_both_ways\.py::test_regression_file\[(?P<name>.+)-(?P<tree>unpatched|patched)\]$"
+)
+
+
+def xdist_scope(nodeid):
+    """The unit of work one pytest-xdist worker takes whole: one both-ways run (all
+    regression files on one tree, or one engine file on one tree), else one test file
+    (its module fixtures, such as test_export_pr's exports, are built once)."""
+    m = BOTH_WAYS_RUN.search(nodeid)
+    if m:
+        from test_both_ways import run_key
+
+        return "-".join(run_key(m["name"], m["tree"]))
+    return nodeid.split("::")[0]
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` of ``make test``, with the groups of xdist_scope.
+
+    pytest-xdist 3.8 marks a test's group by rewriting ``item._nodeid``, which pytest
+    9.2 no longer reads: its own loadgroup spreads every test on its own (two workers
+    ran one file's rebase at once, and both built test_export_pr's exports).
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByScope(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return xdist_scope(nodeid)
+
+    return ByScope(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Order and groups for the pytest-xdist workers of ``make test``
-    (``--dist loadgroup --no-loadscope-reorder``: groups go out in this order).
+    """The order in which the work goes out (``--no-loadscope-reorder``).
 
     Longest first: the both-ways runs (the engine servers take minutes each), then
-    the other files, each file on one worker (its module fixtures, such as
-    test_export_pr's exports, are built once); last the checks that read every
-    both-ways run, so that no worker waits for a run another one is doing.
+    the other files; last the checks that read every both-ways run, so that no
+    worker waits for a run another one is doing.
     """
 
     def rank(item):
@@ -224,6 +257,3 @@ def pytest_collection_modifyitems(config, items):
         return 2 if "test_both_ways.py::" in item.nodeid else 1
 
     items.sort(key=rank)
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

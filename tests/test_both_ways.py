@@ -212,16 +212,8 @@ def tree_run(name, tree, trees, tmp_path_factory, echo=print_progress, wait=True
     return _runs[key]
 
 
-@pytest.mark.parametrize(
-    "name,tree",
-    [
-        pytest.param(
-            name, tree, marks=pytest.mark.xdist_group("-".join(run_key(name, tree)))
-        )
-        for name in FILES
-        for tree in TREES
-    ],
-)
+# One run, one worker: tests/conftest.py's scheduler groups these by run_key.
+@pytest.mark.parametrize("name,tree", [(name, tree) for name in FILES for tree in TREES])
 def test_regression_file(name, tree, trees, tmp_path_factory, capsys):
     def echo(line):
         with capsys.disabled():
