@@ -213,7 +213,9 @@ def tree_run(name, tree, trees, tmp_path_factory, echo=print_progress, wait=True
 
 
 # One run, one worker: tests/conftest.py's scheduler groups these by run_key.
-@pytest.mark.parametrize("name,tree", [(name, tree) for name in FILES for tree in TREES])
+@pytest.mark.parametrize(
+    "name,tree", [(name, tree) for name in FILES for tree in TREES]
+)
 def test_regression_file(name, tree, trees, tmp_path_factory, capsys):
     def echo(line):
         with capsys.disabled():
