@@ -88,8 +88,8 @@ def test_audio_chat_goes_through_the_encoder(omni):
 
 
 # Every response format, language and clip, each pair of format and language but
-# not every triple: the tiny model writes up to the token limit, 8-17 s a request on
-# two cores, so the full product (12) took 2.5 minutes of the patched run.
+# not every triple (the full product is 12): the tiny model writes up to the token
+# limit (server.MAX_NEW_TOKENS) on every request.
 TRANSCRIPTIONS = [
     ("3s", "json", None),
     ("3s", "text", "en"),
