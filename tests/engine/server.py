@@ -45,7 +45,11 @@ BASE_ARGS = [
 ]  # fmt: skip
 
 
-# Tokens a request may generate (the most any engine test asks for is 8).
+# Tokens a request may generate, through v0.5.23's own cap (SGLANG_MAX_NEW_TOKENS_LIMIT,
+# applied in managers/scheduler.py init_req_max_new_tokens, after the processor, the
+# transcription adapter and SamplingParams have seen the request). The tiny models never
+# write EOS, and the adapters ask for 448 tokens per 30 s window: uncapped, each
+# transcription decoded 450-1,170 tokens. No engine test asks for more than 8.
 MAX_NEW_TOKENS = 16
 
 
@@ -92,12 +96,6 @@ class Server:
             "TOKENIZERS_PARALLELISM": "false",
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
-            # The tiny models never write EOS, and the transcription adapters ask for
-            # 448 tokens per 30 s window: uncapped, the six transcriptions decoded
-            # 450-1,170 tokens each, 9 of the patched omni run's 13 minutes. The
-            # scheduler caps each request here (v0.5.23's own knob, managers/
-            # scheduler.py init_req_max_new_tokens), after the processor, the adapter
-            # and SamplingParams have seen it; no test asks for more.
             "SGLANG_MAX_NEW_TOKENS_LIMIT": str(MAX_NEW_TOKENS),
             **self.env,
         }

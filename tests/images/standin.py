@@ -91,7 +91,7 @@ IMPORT_PACKAGES = [
 ]
 
 # What importing the patched modules never loads, dropped from the stand-in (about
-# 0.4 GB of its 2.2): triton's bundled compiler binaries (ptxas, ROCm libraries), its
+# 0.5 GB of its 2.2): triton's bundled compiler binaries (ptxas, ROCm libraries), its
 # CUDA profiling libraries and profiler (cupti, proton), torch's C++ headers and test
 # binaries (not torch_shm_manager, which importing torch looks for). Glob patterns. The
 # image build imports every patched module, so a path wrongly listed here fails the build.
