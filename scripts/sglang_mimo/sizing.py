@@ -5,10 +5,17 @@ projections over the attention-TP group (KV heads replicated where there are few
 than attention-TP ranks), the dense MLP and the routed experts over the TP group
 (EP x MoE-TP = TP: each rank holds 1/TP of the expert weights either way), embedding
 and LM head over TP (over attention TP with --enable-dp-lm-head), the MTP layers like
-the main ones, the vision and audio encoders whole on every rank under
---mm-enable-dp-encoder, else over attention TP. FP8 block-quantized checkpoints
+the main ones, the vision encoder whole on every rank under --mm-enable-dp-encoder, else
+over attention TP, the audio encoder whole on every rank (SGLang builds it from plain
+torch / transformers modules, ``models/mimo_audio.py``; an ``audio_tokenizer/`` beside a
+local checkpoint's config is counted whole too, an upper bound: its attention shards over
+attention TP). FP8 block-quantized checkpoints
 (``quantization_config.weight_block_size``) store their linear weights in 1 byte plus
-one float32 scale per block; embeddings, norms, routers and the encoders stay BF16.
+one float32 scale per block, except the modules named in ``ignored_layers`` (SGLang's fp8
+method leaves them unquantized: BF16); embeddings, norms, routers and the encoders stay
+BF16. The encoders are counted as SGLang v0.5.23 builds them from ``vision_config`` /
+``audio_config`` (``models/mimo_vl.py``, ``models/mimo_audio.py``), with those classes'
+defaults for absent keys.
 
 KV bytes per token per rank come from the head dims: a full-attention layer keeps
 ``max(1, kv_heads / attn_tp) x (head_dim + v_head_dim)`` elements per token, a
@@ -110,7 +117,19 @@ def _quant_bytes(cfg, quantization_flag):
     )
 
 
+def ignored(cfg, module):
+    """Whether SGLang's fp8 method leaves ``module`` unquantized: it, or a module above
+    it, is in ``quantization_config.ignored_layers`` (``layers/quantization/fp8.py``
+    reads the list with and without the ``model.`` prefix; ``utils.py``
+    ``_module_path_match`` matches on dotted-path boundaries)."""
+    qc = cfg.get("quantization_config") or {}
+    names = qc.get("ignored_layers") or qc.get("modules_to_not_convert") or []
+    m = "." + module.removeprefix("model.") + "."
+    return any("." + n.rstrip(".").removeprefix("model.") + "." in m for n in names)
+
+
 def _attn_params(cfg, swa, attn_tp):
+    """(q + k + v, o) weights of one attention layer per attention-TP rank."""
     p = "swa_" if swa else ""
     h = cfg["hidden_size"]
     heads = cfg.get(p + "num_attention_heads", cfg["num_attention_heads"])
@@ -126,7 +145,7 @@ def _attn_params(cfg, swa, attn_tp):
     k = h * kv_local * hd
     v = h * kv_local * vhd
     o = heads * vhd * h / attn_tp
-    return q + k + v + o
+    return q + k + v, o
 
 
 def _kv_elems(cfg, swa, attn_tp):
@@ -137,23 +156,63 @@ def _kv_elems(cfg, swa, attn_tp):
     return max(1, kv // attn_tp) * (hd + vhd)
 
 
+# MiMoVLVisionConfig's defaults (models/mimo_vl.py, v0.5.23): what SGLang builds when
+# vision_config leaves a key out. It reads `in_channels` (the released file's `in_chans`
+# is not read; both are 3) and takes the head dim from `qk_channels` (64 by default).
+VISION_DEFAULTS = dict(
+    num_heads=32, num_key_value_heads=8, qk_channels=64, in_channels=3, patch_size=16,
+    temporal_patch_size=2, spatial_merge_size=2, out_hidden_size=2048,
+)  # fmt: skip
+# MiMoAudioEncoderConfig's defaults (models/mimo_audio.py, v0.5.23).
+AUDIO_DEFAULTS = dict(
+    speech_vocab_size="1025-1025-129-129-129-129-129-129", audio_channels=8,
+    input_local_attn_heads=64, input_local_head_dim=16, projection_layers=1,
+)  # fmt: skip
+
+
 def _vision_params(vc):
-    h, i, depth = vc["hidden_size"], vc["intermediate_size"], vc["depth"]
-    patch = vc["in_channels"] * vc["temporal_patch_size"] * vc["patch_size"] ** 2 * h
-    merged = h * vc["spatial_merge_size"] ** 2
-    merger = merged * merged + merged * vc["out_hidden_size"]
-    return depth * (4 * h * h + 3 * h * i) + patch + merger
+    """MiMoVisionTransformer: patch embedding, ``depth`` blocks (GQA qkv_proj of
+    (heads + 2 x kv_heads) x head_dim rows, proj back to hidden, gated MLP), merger."""
+    v = {**VISION_DEFAULTS, **vc}
+    h, i, depth = v["hidden_size"], v["intermediate_size"], v["depth"]
+    heads = v["num_heads"]
+    kv = v["num_key_value_heads"] or heads
+    hd = v["qk_channels"] or h // heads
+    attn = (heads + 2 * kv) * hd * h + h * heads * hd
+    patch = v["in_channels"] * v["temporal_patch_size"] * v["patch_size"] ** 2 * h
+    merged = h * v["spatial_merge_size"] ** 2
+    merger = merged * merged + merged * v["out_hidden_size"]
+    return depth * (attn + 3 * h * i) + patch + merger
+
+
+def _channel_sizes(value, channels):
+    """``speech_vocab_size``: "a-b-c" per channel, else one size for every channel
+    (an int or a string of one: MiMoV2AudioConfig._parse_maybe_list)."""
+    if isinstance(value, str) and "-" in value:
+        return [int(x) for x in value.split("-")]
+    return [int(value)] * channels
 
 
 def _audio_params(ac, tok):
+    """The audio encoder SGLang builds (``build_audio_encoder``): one embedding per
+    audio channel, the input local transformer (Qwen2 layers), the group projection
+    (``projection_layers`` 2: group x dim -> 4 x that -> out_hidden_size); plus the
+    audio tokenizer's encoder when the checkpoint directory has its config."""
+    a = {**AUDIO_DEFAULTS, **ac}
     d, i, n = (
-        ac["input_local_dim"],
-        ac["input_local_intermediate_size"],
-        ac["input_local_layers"],
+        a["input_local_dim"],
+        a["input_local_intermediate_size"],
+        a["input_local_layers"],
     )
-    local = n * (4 * d * d + 3 * d * i)
-    proj = ac["group_size"] * d * ac["out_hidden_size"] + ac["out_hidden_size"] ** 2
-    total = local + proj
+    inner = a["input_local_attn_heads"] * a["input_local_head_dim"]
+    local = n * (4 * d * inner + 3 * d * i)
+    embeddings = sum(_channel_sizes(a["speech_vocab_size"], a["audio_channels"])) * d
+    grouped, out = a["group_size"] * d, a["out_hidden_size"]
+    if a["projection_layers"] == 2:
+        proj = grouped * 4 * grouped + 4 * grouped * out
+    else:
+        proj = grouped * out
+    total = local + embeddings + proj
     if tok:
         dm, ffn = tok["d_model"], tok["encoder_ffn_dim"]
         conv = tok["n_mels"] * dm * tok["kernel_size"] + dm * dm * tok["kernel_size"]
@@ -163,32 +222,60 @@ def _audio_params(ac, tok):
 
 def weight_bytes_per_rank(cfg, layout, quantization_flag=None, audio_tokenizer=None):
     q = _quant_bytes(cfg, quantization_flag)
+
+    def qb(module):  # bytes per element of a linear weight of ``module``
+        return 2 if ignored(cfg, module) else q
+
     tp, attn_tp = layout.tp, layout.attn_tp
     h, n = cfg["hidden_size"], cfg["num_hidden_layers"]
     pattern = cfg.get("hybrid_layer_pattern") or [0] * n
     moe = cfg.get("moe_layer_freq") or [0] * n
     experts = cfg.get("n_routed_experts") or 0
+
+    def attention(prefix, swa):
+        qkv, o = _attn_params(cfg, swa, attn_tp)
+        return qkv * qb(f"{prefix}.self_attn.qkv_proj") + o * qb(
+            f"{prefix}.self_attn.o_proj"
+        )
+
     total = 0.0
     for i in range(n):
-        total += _attn_params(cfg, bool(pattern[i]), attn_tp) * q
+        layer = f"model.layers.{i}"
+        total += attention(layer, bool(pattern[i]))
         if moe[i] and experts:
-            total += experts * 3 * h * cfg["moe_intermediate_size"] / tp * q
+            total += (
+                experts * 3 * h * cfg["moe_intermediate_size"] / tp
+                * qb(f"{layer}.mlp.experts")
+            )  # fmt: skip
             total += experts * h * 2  # router, BF16, every rank
         else:
-            total += 3 * h * cfg["intermediate_size"] / tp * q
+            total += 3 * h * cfg["intermediate_size"] / tp * qb(f"{layer}.mlp")
         total += 2 * h * 2  # norms
     vocab_split = attn_tp if layout.enable_dp_lm_head else tp
     total += 2 * cfg["vocab_size"] * h / vocab_split * 2  # embedding + LM head, BF16
     for _ in range(layout.mtp_layers):  # sliding-window attention + dense MLP + eh_proj
-        total += _attn_params(cfg, True, attn_tp) * q
-        total += (3 * h * cfg["intermediate_size"] / tp + 2 * h * h / tp) * q
-    encoders = 0
+        # SGLang's MTP draft names its layer model.decoder (models/mimo_v2_nextn.py).
+        total += attention("model.decoder", True)
+        total += (3 * h * cfg["intermediate_size"] / tp + 2 * h * h / tp) * qb(
+            "model.decoder.mlp"
+        )
     if "vision_config" in cfg:
-        encoders += _vision_params(cfg["vision_config"])
+        vision = _vision_params(cfg["vision_config"]) * 2
+        total += vision / (1 if layout.dp_encoder else attn_tp)
     if "audio_config" in cfg:
-        encoders += _audio_params(cfg["audio_config"], audio_tokenizer)
-    total += encoders * 2 / (1 if layout.dp_encoder else attn_tp)
+        total += _audio_params(cfg["audio_config"], audio_tokenizer) * 2
     return total
+
+
+def parameters(cfg, mtp_layers):
+    """Parameters of the whole checkpoint from the config's shapes (FP8 scales not
+    counted): the main layers, ``mtp_layers`` MTP layers and the encoders."""
+    c = {k: v for k, v in cfg.items() if k != "quantization_config"}
+    everything = Layout(
+        tp=1, attn_dp=1, enable_dp_lm_head=False, dp_encoder=True, kv_bytes=2,
+        swa_ratio=1.0, mtp_layers=mtp_layers,
+    )  # fmt: skip
+    return weight_bytes_per_rank(c, everything) / 2
 
 
 def kv_bytes_per_token(cfg, layout):
