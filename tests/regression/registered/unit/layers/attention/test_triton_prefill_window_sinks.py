@@ -6,8 +6,10 @@ interpreter (``TRITON_INTERPRET=1``, in a subprocess: the variable must be set
 before triton is imported); on a GPU it is compiled (the CUDA test).
 Both compare with a float64 reference written from FlashAttention's window
 convention: query i of a sequence sees key j of the same sequence iff
-``i - left <= j <= i + right`` (-1 unbounded), ``causal`` makes right 0, and a
-sink adds ``exp(s_h)`` to head h's softmax denominator with no value.
+``i - left <= j <= i + right`` (-1 unbounded), ``causal`` makes right 0. A sink
+adds ``exp(s_h)`` to head h's softmax denominator with no value (the gpt-oss form,
+FA3's ``sinks``), or, with ``sinks_bias_key0=True``, is added to the logit of key 0
+of each sequence where the query sees it (the form of MiMo's vision tower).
 """
 
 import json
@@ -27,9 +29,10 @@ from sglang.test.parallel_groups import publish
 register_cpu_ci(est_time=60, suite="base-a-test-cpu")
 register_cuda_ci(est_time=60, stage="base-a", runner_config="1-gpu-small")
 
-# (clip lengths, window, causal, sinks): window edges, sinks, causal and not,
-# packed ragged clips with length 1, windows narrower than one 64/128-key block
-# (rows whose window misses whole blocks), a window wider than every clip.
+# (clip lengths, window, causal, sinks): window edges, sinks (True: the
+# denominator form; "key0": the key-0 bias), causal and not, packed ragged clips
+# with length 1, windows narrower than one 64/128-key block (rows whose window
+# misses whole blocks), a window wider than every clip.
 CASES = [
     ([5, 1, 70, 130], (-1, -1), False, False),
     ([5, 1, 70, 130], (-1, -1), True, False),
@@ -40,12 +43,16 @@ CASES = [
     ([300, 1], (10, 5), False, True),
     ([129, 1, 64], (5000, 0), True, True),
     ([257, 3], (-1, -1), False, True),
+    ([5, 1, 70, 130], (2, 3), False, "key0"),
+    ([300, 1], (10, 5), False, "key0"),
+    ([200, 129, 1], (64, 64), False, "key0"),
+    ([257, 3], (-1, -1), False, "key0"),
 ]
 
 REFERENCE = """
 import math, torch
 
-def reference(q, k, v, lengths, window, causal, sinks, scale):
+def reference(q, k, v, lengths, window, causal, sinks, scale, key0=False):
     out = torch.empty(q.shape, dtype=torch.float64)
     left, right = window
     start = 0
@@ -62,7 +69,9 @@ def reference(q, k, v, lengths, window, causal, sinks, scale):
             seen &= j <= i + right
         scores = torch.einsum("ihd,jhd->hij", q[s].double(), k[s].double()) * scale
         scores = scores.masked_fill(~seen, float("-inf"))
-        if sinks is not None:
+        if sinks is not None and key0:
+            scores[:, :, 0] += sinks.double()[:, None]
+        elif sinks is not None:
             sink = sinks.double()[:, None, None].expand(-1, n, 1)
             scores = torch.cat([scores, sink], -1)
         probs = scores.softmax(-1)[..., :n]
@@ -86,9 +95,10 @@ def run_case(lengths, window, causal, use_sinks, device, dtype, heads, dim, seed
         qd, kd, vd, out, starts.to(device), lens.to(device), max(lengths),
         is_causal=causal, window_size=window,
         sinks=None if sinks is None else sinks.to(device),
+        **({"sinks_bias_key0": True} if use_sinks == "key0" else {}),
     )
     ref = reference(*(t.float().cpu() for t in (qd, kd, vd)), lengths, window,
-                    causal, sinks, 1 / math.sqrt(dim))
+                    causal, sinks, 1 / math.sqrt(dim), use_sinks == "key0")
     got = out.double().cpu()
     return bool(torch.isfinite(got).all()), float((got - ref).abs().max())
 """

@@ -1,0 +1,172 @@
+"""An independent float32 reference of MiMo-V2.5's vision tower.
+
+Written here from the semantics of the released checkpoint's ``modeling_mimo_v2.py``
+(``MiMoVisionTransformer`` and its blocks), not from SGLang's code, so that a
+comparison against SGLang's own modules says whether SGLang computes what the model
+computes. Plain torch, float32 (or float64), one sequence at a time, explicit masks:
+slow and obvious on purpose.
+
+What the released model does, in the terms used below:
+
+- ``patch_embed``: a Conv3d with kernel = stride = (temporal_patch, patch, patch) and
+  no bias over each flattened patch, i.e. one matrix product per patch.
+- Rotary position: 2-D (row, column of the patch), ``head_dim // 2`` dimensions of
+  frequencies ``theta ** (-2i / (head_dim // 2))``, theta 10000, row frequencies then
+  column frequencies, repeated twice (``rotate_half`` form).
+- Patches come in merge-unit order (2 x 2 patches that the merger joins are adjacent).
+  ``vit_window_attn_types`` per block: -1 full attention, 0 windowed in row order,
+  1 windowed in column order: tokens are re-ordered by merge unit into column-major
+  order before a run of type-1 blocks (with the column order's rotary) and back after.
+- Sequences: every frame (``grid_t`` of them per item) is its own sequence.
+- Attention: grouped-query (``num_heads`` query heads over ``num_key_value_heads``),
+  scale ``head_dim ** -0.5``. Blocks not in ``fullatt_block_indexes`` see only keys
+  within ``visual_token_window_size`` of the query (``|i - j| <= w``, in the block's
+  token order) and, with ``use_sink``, have a learned logit bias ``sinks[h]`` added to
+  the logit of key 0 of each sequence (after the band, so only queries within the
+  window of key 0 feel it). Full-attention blocks have no sinks.
+- Block: RMSNorm (eps 1e-6) -> attention (qkv and proj with bias) -> residual;
+  RMSNorm -> SwiGLU MLP (gate, up, down with bias) -> residual.
+- Merger: LayerNorm without bias (eps 1e-6) over each token, the 4 tokens of a merge
+  unit concatenated, Linear -> GELU -> Linear, no biases.
+
+Weights use the released checkpoint's names (``visual.blocks.N.attn.qkv.weight``,
+``...attn.sinks``, ``...mlp.gate_proj.weight``, ``visual.merger.mlp.0.weight``, ...).
+"""
+
+import torch
+import torch.nn.functional as F
+
+
+def rms_norm(x, weight, eps=1e-6):
+    x32 = x.to(torch.float64) if x.dtype == torch.float64 else x.float()
+    y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return (y * weight).to(x.dtype)
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def merge_unit_positions(t, h, w, merge):
+    """(row, column) of every patch of one item, in merge-unit order."""
+    rows = torch.arange(h).view(h // merge, merge, 1, 1).expand(-1, -1, w // merge, merge)
+    cols = torch.arange(w).view(1, 1, w // merge, merge).expand(h // merge, merge, -1, -1)
+    rows = rows.permute(0, 2, 1, 3).reshape(-1)
+    cols = cols.permute(0, 2, 1, 3).reshape(-1)
+    return torch.stack([rows, cols], -1).repeat(t, 1)
+
+
+def column_order(grid_thw, merge):
+    """Token permutation to column-major order of merge units, per frame."""
+    unit = merge * merge
+    order, offset = [], 0
+    for t, h, w in grid_thw:
+        units = torch.arange(t * (h // merge) * (w // merge)).view(t, h // merge, w // merge)
+        units = units.transpose(1, 2).reshape(-1) + offset
+        offset += t * (h // merge) * (w // merge)
+        order.append((units[:, None] * unit + torch.arange(unit)).reshape(-1))
+    return torch.cat(order)
+
+
+def attention(x, p, cfg, seqlens, rope, windowed, dtype):
+    heads, kv_heads = cfg["num_heads"], cfg["num_key_value_heads"]
+    d = cfg.get("qk_channels", 64)
+    n = x.shape[0]
+    qkv = x @ p["qkv.weight"].T + p["qkv.bias"]
+    q, k, v = qkv.split([heads * d, kv_heads * d, kv_heads * d], -1)
+    q, k, v = q.view(n, heads, d), k.view(n, kv_heads, d), v.view(n, kv_heads, d)
+    cos, sin = rope
+    q = q * cos[:, None] + rotate_half(q) * sin[:, None]
+    k = k * cos[:, None] + rotate_half(k) * sin[:, None]
+    group = heads // kv_heads
+    k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
+    out, start = torch.empty_like(q), 0
+    window = cfg["visual_token_window_size"]
+    for length in seqlens:
+        sl = slice(start, start + length)
+        logits = torch.einsum("ihd,jhd->hij", q[sl], k[sl]) * d**-0.5
+        if windowed:
+            i = torch.arange(length)
+            band = (i[:, None] - i[None, :]).abs() <= window
+            logits = logits.masked_fill(~band, float("-inf"))
+            if "sinks" in p:
+                logits[:, :, 0] = logits[:, :, 0] + p["sinks"].to(dtype)[:, None]
+        out[sl] = torch.einsum("hij,jhd->ihd", logits.softmax(-1), v[sl])
+        start += length
+    return out.reshape(n, heads * d) @ p["proj.weight"].T + p["proj.bias"]
+
+
+def vision_tower(weights, cfg, pixel_values, grid_thw, dtype=torch.float32):
+    """MiMo-V2.5's vision tower: [patches, C*T*P*P] pixels -> [tokens / 4, out]."""
+    w = {k[len("visual.") :]: v.to(dtype) for k, v in weights.items() if k.startswith("visual.")}
+    merge = cfg["spatial_merge_size"]
+    d = cfg.get("qk_channels", 64)
+    hidden = cfg["hidden_size"]
+    x = pixel_values.to(dtype) @ w["patch_embed.proj.weight"].reshape(hidden, -1).T
+
+    rdim = d // 2
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, rdim, 2, dtype=dtype) / rdim))
+    pos = torch.cat([merge_unit_positions(t, h, ww, merge) for t, h, ww in grid_thw])
+    freqs = (pos[..., None].to(dtype) * inv_freq).flatten(1)
+    emb = torch.cat([freqs, freqs], -1)
+    col = column_order(grid_thw, merge)
+    rope_row = (emb.cos(), emb.sin())
+    rope_col = (emb[col].cos(), emb[col].sin())
+    seqlens = [h * ww for t, h, ww in grid_thw for _ in range(t)]
+
+    types = cfg["vit_window_attn_types"]
+    full = set(cfg["fullatt_block_indexes"])
+    in_column_order = False
+    for i in range(cfg["depth"]):
+        if (types[i] == 1) != in_column_order:
+            x = x[col] if types[i] == 1 else x[torch.argsort(col)]
+            in_column_order = types[i] == 1
+        p = {k[len(f"blocks.{i}.") :]: v for k, v in w.items() if k.startswith(f"blocks.{i}.")}
+        a = {k[len("attn.") :]: v for k, v in p.items() if k.startswith("attn.")}
+        rope = rope_col if in_column_order else rope_row
+        x = x + attention(rms_norm(x, p["norm1.weight"]), a, cfg, seqlens, rope, i not in full, dtype)
+        h = rms_norm(x, p["norm2.weight"])
+        gate = h @ p["mlp.gate_proj.weight"].T + p["mlp.gate_proj.bias"]
+        up = h @ p["mlp.up_proj.weight"].T + p["mlp.up_proj.bias"]
+        x = x + (F.silu(gate) * up) @ p["mlp.down_proj.weight"].T + p["mlp.down_proj.bias"]
+
+    x = F.layer_norm(x, (hidden,), w["merger.ln_q.weight"], None, eps=1e-6)
+    x = x.reshape(-1, hidden * merge * merge)
+    x = F.gelu(x @ w["merger.mlp.0.weight"].T) @ w["merger.mlp.2.weight"].T
+    return x
+
+
+def vision_weights(cfg, seed=0, dtype=torch.float32):
+    """Random weights for a vision tower of ``cfg``, with the released checkpoint's
+    names, shapes, which blocks carry sinks, and bfloat16 values."""
+    gen = torch.Generator().manual_seed(seed)
+    hidden, inter = cfg["hidden_size"], cfg["intermediate_size"]
+    heads, kv_heads = cfg["num_heads"], cfg["num_key_value_heads"]
+    d = cfg.get("qk_channels", 64)
+    merge_dim = hidden * cfg["spatial_merge_size"] ** 2
+    ps, tps = cfg["patch_size"], cfg["temporal_patch_size"]
+
+    def rnd(*shape, std):
+        # bfloat16 values, as the released weights are (SGLang keeps sinks in bf16)
+        return (torch.randn(*shape, generator=gen) * std).bfloat16().to(dtype)
+
+    w = {"visual.patch_embed.proj.weight": rnd(hidden, 3, tps, ps, ps, std=0.1)}
+    for i in range(cfg["depth"]):
+        b = f"visual.blocks.{i}."
+        w[b + "norm1.weight"] = 1 + rnd(hidden, std=0.1)
+        w[b + "norm2.weight"] = 1 + rnd(hidden, std=0.1)
+        w[b + "attn.qkv.weight"] = rnd((heads + 2 * kv_heads) * d, hidden, std=0.3)
+        w[b + "attn.qkv.bias"] = rnd((heads + 2 * kv_heads) * d, std=0.1)
+        w[b + "attn.proj.weight"] = rnd(hidden, heads * d, std=0.1)
+        w[b + "attn.proj.bias"] = rnd(hidden, std=0.1)
+        if cfg.get("use_sink") and i not in cfg["fullatt_block_indexes"]:
+            w[b + "attn.sinks"] = rnd(heads, std=2.0)
+        for name, shape in (("gate_proj", (inter, hidden)), ("up_proj", (inter, hidden)),
+                            ("down_proj", (hidden, inter))):
+            w[b + f"mlp.{name}.weight"] = rnd(*shape, std=0.15)
+            w[b + f"mlp.{name}.bias"] = rnd(shape[0], std=0.1)
+    w["visual.merger.ln_q.weight"] = 1 + rnd(hidden, std=0.1)
+    w["visual.merger.mlp.0.weight"] = rnd(merge_dim, merge_dim, std=0.1)
+    w["visual.merger.mlp.2.weight"] = rnd(cfg["out_hidden_size"], merge_dim, std=0.1)
+    return w
