@@ -24,7 +24,7 @@ import statistics
 import torch
 
 from sglang.kernels.ops.attention.prefill_attention import context_attention_fwd
-from sglang.srt.layers.attention.vision import add_sinks_key0
+from sglang.srt.layers.attention.vision_utils import add_sinks_key0
 
 HEADS, KV_HEADS, DIM, WINDOW = 32, 8, 64, 64
 LENGTHS = [4096] * 4 + [1024] * 16
