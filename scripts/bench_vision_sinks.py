@@ -58,8 +58,16 @@ def main():
 
     def triton(**kw):
         return lambda: context_attention_fwd(
-            q, k, v, out, cu[:-1], lens, max(LENGTHS), is_causal=False,
-            window_size=(WINDOW, WINDOW), **kw
+            q,
+            k,
+            v,
+            out,
+            cu[:-1],
+            lens,
+            max(LENGTHS),
+            is_causal=False,
+            window_size=(WINDOW, WINDOW),
+            **kw,
         )
 
     rows = [
@@ -73,21 +81,32 @@ def main():
         ke = k.repeat_interleave(HEADS // KV_HEADS, 1)
         ve = v.repeat_interleave(HEADS // KV_HEADS, 1)
         varlen = lambda: varlen_attn(  # noqa: E731
-            q, ke, ve, cu, cu, max(LENGTHS), max(LENGTHS), scale=scale,
+            q,
+            ke,
+            ve,
+            cu,
+            cu,
+            max(LENGTHS),
+            max(LENGTHS),
+            scale=scale,
             window_size=(WINDOW, WINDOW),
         )
         base = varlen()
         lse = torch.randn(HEADS, n, device=dev) + 10
         rows.append(("torch varlen_attn (window, no sinks)", varlen))
-        rows.append((
-            "add_sinks_key0 (fa3 correction alone)",
-            lambda: add_sinks_key0(base, lse, q, k, v, cu, WINDOW, sinks, scale),
-        ))
+        rows.append(
+            (
+                "add_sinks_key0 (fa3 correction alone)",
+                lambda: add_sinks_key0(base, lse, q, k, v, cu, WINDOW, sinks, scale),
+            )
+        )
     except Exception as e:  # noqa: BLE001
         print(f"varlen_attn unavailable: {e}")
     print(f"GPU: {torch.cuda.get_device_name(0)}; torch {torch.__version__}")
-    print(f"{n} tokens in {len(LENGTHS)} sequences, {HEADS}/{KV_HEADS} heads, "
-          f"head dim {DIM}, window ({WINDOW}, {WINDOW}), bf16\n")
+    print(
+        f"{n} tokens in {len(LENGTHS)} sequences, {HEADS}/{KV_HEADS} heads, "
+        f"head dim {DIM}, window ({WINDOW}, {WINDOW}), bf16\n"
+    )
     print("| path | median ms |\n|---|---|")
     for name, fn in rows:
         print(f"| {name} | {timed(fn):.3f} |")

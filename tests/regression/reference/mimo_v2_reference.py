@@ -50,8 +50,12 @@ def rotate_half(x):
 
 def merge_unit_positions(t, h, w, merge):
     """(row, column) of every patch of one item, in merge-unit order."""
-    rows = torch.arange(h).view(h // merge, merge, 1, 1).expand(-1, -1, w // merge, merge)
-    cols = torch.arange(w).view(1, 1, w // merge, merge).expand(h // merge, merge, -1, -1)
+    rows = (
+        torch.arange(h).view(h // merge, merge, 1, 1).expand(-1, -1, w // merge, merge)
+    )
+    cols = (
+        torch.arange(w).view(1, 1, w // merge, merge).expand(h // merge, merge, -1, -1)
+    )
     rows = rows.permute(0, 2, 1, 3).reshape(-1)
     cols = cols.permute(0, 2, 1, 3).reshape(-1)
     return torch.stack([rows, cols], -1).repeat(t, 1)
@@ -62,7 +66,9 @@ def column_order(grid_thw, merge):
     unit = merge * merge
     order, offset = [], 0
     for t, h, w in grid_thw:
-        units = torch.arange(t * (h // merge) * (w // merge)).view(t, h // merge, w // merge)
+        units = torch.arange(t * (h // merge) * (w // merge)).view(
+            t, h // merge, w // merge
+        )
         units = units.transpose(1, 2).reshape(-1) + offset
         offset += t * (h // merge) * (w // merge)
         order.append((units[:, None] * unit + torch.arange(unit)).reshape(-1))
@@ -99,7 +105,11 @@ def attention(x, p, cfg, seqlens, rope, windowed, dtype):
 
 def vision_tower(weights, cfg, pixel_values, grid_thw, dtype=torch.float32):
     """MiMo-V2.5's vision tower: [patches, C*T*P*P] pixels -> [tokens / 4, out]."""
-    w = {k[len("visual.") :]: v.to(dtype) for k, v in weights.items() if k.startswith("visual.")}
+    w = {
+        k[len("visual.") :]: v.to(dtype)
+        for k, v in weights.items()
+        if k.startswith("visual.")
+    }
     merge = cfg["spatial_merge_size"]
     d = cfg.get("qk_channels", 64)
     hidden = cfg["hidden_size"]
@@ -122,14 +132,24 @@ def vision_tower(weights, cfg, pixel_values, grid_thw, dtype=torch.float32):
         if (types[i] == 1) != in_column_order:
             x = x[col] if types[i] == 1 else x[torch.argsort(col)]
             in_column_order = types[i] == 1
-        p = {k[len(f"blocks.{i}.") :]: v for k, v in w.items() if k.startswith(f"blocks.{i}.")}
+        p = {
+            k[len(f"blocks.{i}.") :]: v
+            for k, v in w.items()
+            if k.startswith(f"blocks.{i}.")
+        }
         a = {k[len("attn.") :]: v for k, v in p.items() if k.startswith("attn.")}
         rope = rope_col if in_column_order else rope_row
-        x = x + attention(rms_norm(x, p["norm1.weight"]), a, cfg, seqlens, rope, i not in full, dtype)
+        x = x + attention(
+            rms_norm(x, p["norm1.weight"]), a, cfg, seqlens, rope, i not in full, dtype
+        )
         h = rms_norm(x, p["norm2.weight"])
         gate = h @ p["mlp.gate_proj.weight"].T + p["mlp.gate_proj.bias"]
         up = h @ p["mlp.up_proj.weight"].T + p["mlp.up_proj.bias"]
-        x = x + (F.silu(gate) * up) @ p["mlp.down_proj.weight"].T + p["mlp.down_proj.bias"]
+        x = (
+            x
+            + (F.silu(gate) * up) @ p["mlp.down_proj.weight"].T
+            + p["mlp.down_proj.bias"]
+        )
 
     x = F.layer_norm(x, (hidden,), w["merger.ln_q.weight"], None, eps=1e-6)
     x = x.reshape(-1, hidden * merge * merge)
@@ -162,11 +182,115 @@ def vision_weights(cfg, seed=0, dtype=torch.float32):
         w[b + "attn.proj.bias"] = rnd(hidden, std=0.1)
         if cfg.get("use_sink") and i not in cfg["fullatt_block_indexes"]:
             w[b + "attn.sinks"] = rnd(heads, std=2.0)
-        for name, shape in (("gate_proj", (inter, hidden)), ("up_proj", (inter, hidden)),
-                            ("down_proj", (hidden, inter))):
+        for name, shape in (
+            ("gate_proj", (inter, hidden)),
+            ("up_proj", (inter, hidden)),
+            ("down_proj", (hidden, inter)),
+        ):
             w[b + f"mlp.{name}.weight"] = rnd(*shape, std=0.15)
             w[b + f"mlp.{name}.bias"] = rnd(shape[0], std=0.1)
     w["visual.merger.ln_q.weight"] = 1 + rnd(hidden, std=0.1)
     w["visual.merger.mlp.0.weight"] = rnd(merge_dim, merge_dim, std=0.1)
     w["visual.merger.mlp.2.weight"] = rnd(cfg["out_hidden_size"], merge_dim, std=0.1)
+    return w
+
+
+def audio_input_stack(weights, cfg, codes, dtype=torch.float32, eps=1e-6):
+    """MiMo-V2.5's audio input stack: RVQ codes [frames, channels] -> [groups, out].
+
+    As released (``audio_config``): the codes of a clip are padded to a multiple of
+    ``group_size`` frames by repeating the last frame; each frame's
+    ``audio_channels`` code embeddings (``speech_embeddings.N``) are summed; each
+    group of ``group_size`` frames goes through ``input_local_layers`` Qwen2-style
+    layers (RMSNorm, q/k/v with bias and o without, rotary over the frame's
+    position 0..group_size-1 with ``rope_theta``, full attention within the group
+    when ``input_full_attention``, SwiGLU MLP), then the final RMSNorm when
+    ``add_post_norm``; the group's frames are concatenated and projected by
+    ``projection_layers`` = 2 linear layers with GELU between, no biases.
+    Weights under the released names (``audio_encoder.input_local_transformer.*``,
+    ``audio_encoder.projection.mlp.{0,2}.weight``, ``speech_embeddings.N.weight``).
+    """
+    w = {k.removeprefix("audio_encoder."): v.to(dtype) for k, v in weights.items()}
+    group, channels = cfg["group_size"], cfg["audio_channels"]
+    dim, heads = cfg["input_local_dim"], cfg["input_local_attn_heads"]
+    head_dim = cfg["input_local_head_dim"]
+    pad = (-codes.shape[0]) % group
+    if pad:
+        codes = torch.cat([codes, codes[-1:].expand(pad, -1)])
+    x = sum(
+        w[f"speech_embeddings.{c}.weight"][codes[:, c].long()] for c in range(channels)
+    )
+    x = x.view(-1, group, dim)
+
+    rot = int(head_dim * cfg.get("partial_rotary_factor", 1.0))
+    inv_freq = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, rot, 2, dtype=dtype) / rot))
+    freqs = torch.arange(group, dtype=dtype)[:, None] * inv_freq
+    emb = torch.cat([freqs, freqs], -1)
+    cos, sin = emb.cos()[:, None], emb.sin()[:, None]  # [group, 1, rot]
+
+    def rope(t):
+        r, rest = t[..., :rot], t[..., rot:]
+        return torch.cat([r * cos + rotate_half(r) * sin, rest], -1)
+
+    for i in range(cfg["input_local_layers"]):
+        p = f"input_local_transformer.layers.{i}."
+        h = rms_norm(x, w[p + "input_layernorm.weight"], eps)
+        q, k, v = (
+            (
+                h @ w[p + f"self_attn.{n}_proj.weight"].T
+                + w[p + f"self_attn.{n}_proj.bias"]
+            ).view(-1, group, heads, head_dim)
+            for n in "qkv"
+        )
+        q, k = rope(q), rope(k)
+        logits = torch.einsum("bihd,bjhd->bhij", q, k) * head_dim**-0.5
+        if not cfg.get("input_full_attention", True):
+            causal = torch.ones(group, group, dtype=torch.bool).tril()
+            logits = logits.masked_fill(~causal, float("-inf"))
+        a = torch.einsum("bhij,bjhd->bihd", logits.softmax(-1), v).reshape(
+            -1, group, heads * head_dim
+        )
+        x = x + a @ w[p + "self_attn.o_proj.weight"].T
+        h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
+        gate = h @ w[p + "mlp.gate_proj.weight"].T
+        up = h @ w[p + "mlp.up_proj.weight"].T
+        x = x + (F.silu(gate) * up) @ w[p + "mlp.down_proj.weight"].T
+    if cfg.get("add_post_norm", False):
+        x = rms_norm(x, w["input_local_transformer.norm.weight"], eps)
+    x = x.reshape(x.shape[0], group * dim)
+    return F.gelu(x @ w["projection.mlp.0.weight"].T) @ w["projection.mlp.2.weight"].T
+
+
+def audio_input_weights(cfg, seed=0, dtype=torch.float32):
+    """Random bf16-valued weights of the audio input stack under the released names."""
+    gen = torch.Generator().manual_seed(seed)
+    dim, inter = cfg["input_local_dim"], cfg["input_local_intermediate_size"]
+    hd = cfg["input_local_attn_heads"] * cfg["input_local_head_dim"]
+    group, out = cfg["group_size"], cfg["out_hidden_size"]
+
+    def rnd(*shape, std):
+        return (torch.randn(*shape, generator=gen) * std).bfloat16().to(dtype)
+
+    vocab = int(cfg["speech_vocab_size"])
+    w = {
+        f"speech_embeddings.{c}.weight": rnd(vocab, dim, std=0.3)
+        for c in range(cfg["audio_channels"])
+    }
+    a = "audio_encoder.input_local_transformer."
+    for i in range(cfg["input_local_layers"]):
+        p = f"{a}layers.{i}."
+        w[p + "input_layernorm.weight"] = 1 + rnd(dim, std=0.1)
+        w[p + "post_attention_layernorm.weight"] = 1 + rnd(dim, std=0.1)
+        for n in "qkv":
+            w[p + f"self_attn.{n}_proj.weight"] = rnd(hd, dim, std=0.15)
+            w[p + f"self_attn.{n}_proj.bias"] = rnd(hd, std=0.1)
+        w[p + "self_attn.o_proj.weight"] = rnd(dim, hd, std=0.1)
+        w[p + "mlp.gate_proj.weight"] = rnd(inter, dim, std=0.1)
+        w[p + "mlp.up_proj.weight"] = rnd(inter, dim, std=0.1)
+        w[p + "mlp.down_proj.weight"] = rnd(dim, inter, std=0.1)
+    w[a + "norm.weight"] = 1 + rnd(dim, std=0.1)
+    w["audio_encoder.projection.mlp.0.weight"] = rnd(
+        4 * group * dim, group * dim, std=0.1
+    )
+    w["audio_encoder.projection.mlp.2.weight"] = rnd(out, 4 * group * dim, std=0.05)
     return w

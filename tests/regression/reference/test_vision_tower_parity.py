@@ -134,7 +134,9 @@ def compare(dtype, ref_dtype, grids):
 @pytest.mark.parametrize("case", list(CASES))
 def test_vision_tower_float32(case):
     err, cos = compare(torch.float32, torch.float32, CASES[case])
-    print(f"vision tower fp32 sdpa [{case}]: max abs err {err:.2e} (rel), cos {cos:.8f}")
+    print(
+        f"vision tower fp32 sdpa [{case}]: max abs err {err:.2e} (rel), cos {cos:.8f}"
+    )
     assert err <= 1e-4 and cos >= 0.999999, (err, cos)
 
 

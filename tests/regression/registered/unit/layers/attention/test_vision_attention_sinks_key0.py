@@ -178,9 +178,7 @@ def test_triton_attn_windowed_layer_adds_sinks_to_key0(tmp_path):
     Triton's interpreter: TRITON_INTERPRET must be set before triton is imported,
     so in a subprocess."""
     script = tmp_path / "run.py"
-    script.write_text(
-        textwrap.dedent(
-            f"""
+    script.write_text(textwrap.dedent(f"""
             import sys
             sys.path.insert(0, {str(Path(__file__).parent)!r})
             import test_vision_attention_sinks_key0 as t
@@ -188,9 +186,7 @@ def test_triton_attn_windowed_layer_adds_sinks_to_key0(tmp_path):
             x = t.inputs()
             out = t.run(layer, x, False).double()
             print(float((out - t.expected(layer, x, False)).abs().max()))
-            """
-        )
-    )
+            """))
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     proc = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, env=env
@@ -227,9 +223,20 @@ def test_fa3_lse_correction_in_half_precision_on_cuda(dtype):
     cu = torch.tensor([0] + lengths).cumsum(0).to(torch.int32).cuda()
     qd, kd, vd = (t.to("cuda", dtype) for t in (q, k, v))
     got = add_sinks_key0(
-        plain.to("cuda", dtype), lse.float().cuda(), qd, kd, vd, cu, window,
-        sinks.cuda(), scale,
+        plain.to("cuda", dtype),
+        lse.float().cuda(),
+        qd,
+        kd,
+        vd,
+        cu,
+        window,
+        sinks.cuda(),
+        scale,
     )
     want = reference(qd.float(), kd.float(), vd.float(), lengths, window, sinks, scale)
     err = (got.double().cpu() - want.cpu()).abs().max()
     assert err < (3e-2 if dtype == torch.bfloat16 else 4e-3), err
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
