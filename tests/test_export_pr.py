@@ -61,7 +61,8 @@ def run_tests(tree, rels):
 @pytest.fixture(scope="module")
 def exported(pinned_wheel, tmp_path_factory):
     """The checkout with every exportable patch exported; the tests run on each
-    branch and its base: {"checkout", "start", "bodies", "outcomes", "logs"}."""
+    branch and its base: {"checkout", "start", "bases", "bodies", "outcomes", "logs"}.
+    """
     base = tmp_path_factory.mktemp("export")
     checkout = trees.make_checkout(
         pinned_wheel, base / "sglang", paths.load_pin()["version"]
@@ -71,16 +72,35 @@ def exported(pinned_wheel, tmp_path_factory):
         proc = trees.run_apply("--commit", "--series", one, checkout)
         assert proc.returncode == 0, proc.stdout + proc.stderr
     start = git(checkout, "rev-parse", "HEAD").strip()
-    bodies, previous = {}, None
+    bodies, previous, bases = {}, None, []
     for p in EXPORTABLE:
+        # Patches between the last exported one and this one that are not ours to
+        # send (Backports, Inappropriate: upstream's own fixes) are upstream's
+        # history for it, as 0001 is for the first: committed on a branch of their
+        # own, which this export stacks on with --base.
+        lo = (
+            PATCHES.index(EXPORTABLE[EXPORTABLE.index(p) - 1]) + 1
+            if previous
+            else FIRST
+        )
+        below = [q for q in PATCHES[lo : PATCHES.index(p)] if q not in EXPORTABLE]
+        if previous and below:
+            git(checkout, "checkout", "-q", "-b", f"below/{p.name[:4]}", previous)
+            for q in below:
+                one = trees.single_patch_series(q.path, base / "below" / q.name)
+                proc = trees.run_apply("--commit", "--series", one, checkout)
+                assert proc.returncode == 0, proc.stdout + proc.stderr
+            previous = f"below/{p.name[:4]}"
+        bases.append(previous or start)
         bodies[p.name] = base / f"{p.name}.md"
         args = ["export-pr", p.name[:4], "--checkout", checkout]
         args += ["--out", bodies[p.name]] + (["--base", previous] if previous else [])
         run_cli(*args, check_rc=0)
         previous = branch_of(p)
-    # One pytest process per tree: the base of the first export runs that patch's
-    # test; each branch runs its own test (after) and the next patch's (before).
-    tips = [start] + [branch_of(p) for p in EXPORTABLE]
+    # One pytest process per tree: the base of each export runs that patch's test
+    # (before); the same tree runs the previous patch's test (after: the base holds
+    # its branch); the last branch runs its own.
+    tips = bases + [branch_of(EXPORTABLE[-1])]
     jobs = []
     for i, tip in enumerate(tips):
         tree = base / f"tree-{i}"
@@ -111,7 +131,12 @@ def exported(pinned_wheel, tmp_path_factory):
             }
             logs[(p.name, when)] = log
     return dict(
-        checkout=checkout, start=start, bodies=bodies, outcomes=outcomes, logs=logs
+        checkout=checkout,
+        start=start,
+        bases=bases,
+        bodies=bodies,
+        outcomes=outcomes,
+        logs=logs,
     )
 
 
@@ -131,7 +156,7 @@ def test_every_own_patch_is_exportable():
 def test_branch_holds_exactly_the_patch_and_its_test_file(exported, patch):
     checkout = exported["checkout"]
     below = EXPORTABLE.index(patch)
-    start = branch_of(EXPORTABLE[below - 1]) if below else exported["start"]
+    start = exported["bases"][below]
     commits = git(checkout, "rev-list", "--reverse", f"{start}..{branch_of(patch)}")
     fix, test = commits.split()
     assert git(checkout, *FORMAT_PATCH, fix) == patch.path.read_text()
