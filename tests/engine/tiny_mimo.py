@@ -11,11 +11,37 @@ SGLang server loads with its real weight loader (``--load-format auto``):
   ``v_proj``/``out_proj``).
 - ``flash``: MiMo-V2-Flash (``MiMoV2FlashForCausalLM``), text only, split q/k/v.
 
-The configs are miniatures of the released ones (``recipes/configs/``): the same keys with
-the same encodings, small sizes. Differences that matter, and why:
+The configs are the released ones (``recipes/configs/``, verbatim) with only sizes
+shrunk: the same keys with the same encodings, the same architecture. What that keeps:
+- text: the hybrid layer pattern (full, sliding-window ..., full), partial rotary,
+  ``attention_value_scale``, the MoE router, the fused ``qkv_proj`` layout;
+- vision tower: 10 blocks at the released period of 9 (full blocks 0 and 9, four
+  row-ordered then four column-ordered windowed blocks between them,
+  ``vit_window_attn_types``), learned sinks (``use_sink``, ``attn.sinks`` in bf16 on
+  exactly the windowed blocks), a visual token window of 8 that the test videos' frames
+  (6 x 6 patches) cross, patch 16, hidden size != heads x head dim (32 vs 4 x 16), the
+  merger without biases, channels read from the released ``in_chans``;
+- audio input stack: 20 audio channels with the single-value ``speech_vocab_size`` /
+  ``speech_zeroemb_idx`` encoding, the post-norm, the 2-layer projection, under the
+  released names (``audio_encoder.input_local_transformer.*``,
+  ``audio_encoder.projection.mlp.{0,2}``, ``speech_embeddings.0-19``), and an audio
+  tokenizer with 20 codebooks.
+
+Differences that matter, and why:
 - no ``quantization_config``: the released FP8 block quantization needs GPU kernels;
-- attention-sink biases are off (``add_*_attention_sink_bias: false``): SGLang's CPU
-  attention backend (``torch_native``) has no sinks;
+- text attention-sink biases are off (``add_*_attention_sink_bias: false``; released:
+  true on the sliding-window layers): SGLang's CPU attention backend (``torch_native``)
+  takes no sinks, and the engine stand-ins (``shims/``) raise on real ones;
+- the vision tower has as many key-value heads as query heads (released: 32 over 8, a
+  4:1 grouped-query ratio). v0.5.23's ``sdpa`` vision backend, the one a CPU engine runs,
+  cannot run grouped-query heads (RuntimeError "The size of tensor a (8) must match the
+  size of tensor b (2)", as patch 0009 records it): on the unpatched tree every image and video request would fail
+  (and likely take the server down), which would destroy the both-ways proofs of the
+  other patches that send video. The released ratio is covered below the engine:
+  ``tests/regression/reference/test_vision_tower_parity.py`` (SGLang's vision tower
+  against an independent reference) and the registered test of patch 0009;
+- not written: ``audio_encoder.input_local_transformer.embed_tokens`` (a Qwen2 embedding
+  the audio stack never uses; SGLang leaves it uninitialised);
 - a small byte-level BPE tokenizer with MiMo's special tokens and a small chat template,
   built here (nothing is downloaded).
 
@@ -108,8 +134,10 @@ AUDIO_TOKENIZER = {
     "window_size": 960,
     "nfft": 960,
     "sampling_rate": 24000,
-    "num_quantizers": 8,
-    "codebook_size": [64] * 8,
+    # One codebook per audio channel (audio_config.audio_channels 20, as released); 64
+    # codes each, so speech_vocab_size 65 holds them and speech_zeroemb_idx 64.
+    "num_quantizers": 20,
+    "codebook_size": [64] * 20,
     "encoder_causal": True,
     "encoder_attn_window_size": [16, 0],
     "hybrid_attention": True,
@@ -181,31 +209,44 @@ TINY_TEXT = {
     "add_swa_attention_sink_bias": False,
     "add_full_attention_sink_bias": False,
 }
+# The released vision_config's pattern at depth 10 instead of 28: the period of 9 (a full
+# block, four row-ordered windowed blocks, four column-ordered windowed blocks) and the
+# closing full block. use_sink, patch_size 16, spatial_merge_size 2 are inherited.
 TINY_VISION = {
-    "depth": 2,
+    "depth": 10,
+    "fullatt_block_indexes": [0, 9],
+    "vit_window_attn_types": [-1, 0, 0, 0, 0, 1, 1, 1, 1, -1],
+    # Released 64 over frames of thousands of patches; 8 here, so the test videos'
+    # frames (96 x 96 pixels after the processor's min_pixels: 6 x 6 = 36 patches per
+    # sequence) cross the window in both token orders.
+    "visual_token_window_size": 8,
+    # Stored, not read by the forward pass (released: twice the token window).
+    "window_size": 16,
+    # hidden != num_heads * qk_channels, as released (1280 vs 32 x 64).
     "hidden_size": 32,
     "intermediate_size": 64,
-    "num_heads": 2,
-    "num_key_value_heads": 2,
+    "num_heads": 4,
+    # No grouped-query heads here (released: 8, num_query_groups 4): v0.5.23's sdpa
+    # vision backend cannot run them; see the module docstring.
+    "num_key_value_heads": 4,
+    "num_query_groups": 1,
     "qk_channels": 16,
     "kv_channels": 16,
     "out_hidden_size": HIDDEN,
-    "fullatt_block_indexes": [1],
-    "vit_window_attn_types": [-1, -1],
 }
+# Single values, as released ("1280" / "1024"): SGLang applies one value to every one of
+# the 20 channels (models/mimo_audio.py _parse_maybe_list).
+SPEECH_VOCAB = 65
+SPEECH_EMPTY = 64
 TINY_AUDIO = {
-    "speech_vocab_size": "65-65-65-65-65-65-65-65",
-    "speech_zeroemb_idx": "64-64-64-64-64-64-64-64",
+    "speech_vocab_size": str(SPEECH_VOCAB),
+    "speech_zeroemb_idx": str(SPEECH_EMPTY),
     "input_local_layers": 1,
     "input_local_dim": 32,
     "input_local_attn_heads": 2,
     "input_local_head_dim": 16,
     "input_local_intermediate_size": 64,
     "out_hidden_size": HIDDEN,
-    "projection_layers": 1,
-    "add_post_norm": False,
-    "rope_theta": 640000.0,
-    "partial_rotary_factor": 1.0,
 }
 
 
@@ -238,6 +279,8 @@ def multimodal_config(cfg, ids):
     audio = {**cfg.get("audio_config", {}), **TINY_AUDIO}
     processor = {
         **cfg.get("processor_config", {}),
+        # Per channel, as released (SGLang does not read it; kept consistent).
+        "audio_zeroemb_idx": [SPEECH_EMPTY] * audio["audio_channels"],
         "vision_start_token_id": ids["<|vision_start|>"],
         "vision_end_token_id": ids["<|vision_end|>"],
         "image_token_id": ids["<|image_pad|>"],
@@ -366,10 +409,13 @@ def text_weights(cfg, gen):
 
 
 def multimodal_weights(cfg, gen):
-    """The vision tower (``visual.*``, attention as one ``qkv``) and the audio input
-    stack (``speech_embeddings.*``, ``audio_input_local_transformer.*``,
-    ``audio_projection``), under the names the MiMo-V2.5 checkpoint uses and
-    MiMoV2ForCausalLM.load_weights maps."""
+    """The vision tower (``visual.*``) and the audio input stack
+    (``audio_encoder.*``, ``speech_embeddings.*``) under the names, shapes and dtypes
+    the released MiMo-V2.5 checkpoint lists, which MiMoV2ForCausalLM.load_weights maps:
+    the vision attention as one ``qkv`` with bias, ``attn.sinks`` [num_heads] on exactly
+    the windowed blocks, the merger without biases (SGLang zeroes the biases it has);
+    the audio local transformer with q/k/v biases and a final norm, a 2-layer
+    projection, one speech embedding per channel."""
     import torch
 
     def w(*shape, scale=0.05):
@@ -380,8 +426,11 @@ def multimodal_weights(cfg, gen):
 
     vc, ac = cfg["vision_config"], cfg["audio_config"]
     D, I = vc["hidden_size"], vc["intermediate_size"]
-    qkv = (vc["num_heads"] + 2 * vc["num_key_value_heads"]) * vc["qk_channels"]
-    t, p, c = vc["temporal_patch_size"], vc["patch_size"], vc["in_channels"]
+    heads, kv_heads = vc["num_heads"], vc["num_key_value_heads"]
+    qkv = (heads + 2 * kv_heads) * vc["qk_channels"]
+    # The released vision_config names the channels in_chans (SGLang reads in_channels,
+    # default 3: the same value).
+    t, p, c = vc["temporal_patch_size"], vc["patch_size"], vc["in_chans"]
     sd = {"visual.patch_embed.proj.weight": w(D, c, t, p, p)}
     for i in range(vc["depth"]):
         b = f"visual.blocks.{i}."
@@ -389,8 +438,10 @@ def multimodal_weights(cfg, gen):
         sd[b + "norm2.weight"] = ones(D)
         sd[b + "attn.qkv.weight"] = w(qkv, D)
         sd[b + "attn.qkv.bias"] = w(qkv)
-        sd[b + "attn.proj.weight"] = w(D, vc["num_heads"] * vc["kv_channels"])
+        sd[b + "attn.proj.weight"] = w(D, heads * vc["kv_channels"])
         sd[b + "attn.proj.bias"] = w(D)
+        if vc["use_sink"] and i not in vc["fullatt_block_indexes"]:
+            sd[b + "attn.sinks"] = w(heads, scale=1.0)
         for name, shape in (("gate_proj", (I, D)), ("up_proj", (I, D))):
             sd[b + f"mlp.{name}.weight"] = w(*shape)
             sd[b + f"mlp.{name}.bias"] = w(shape[0])
@@ -399,17 +450,15 @@ def multimodal_weights(cfg, gen):
     merged = D * vc["spatial_merge_size"] ** 2
     sd["visual.merger.ln_q.weight"] = ones(D)
     sd["visual.merger.mlp.0.weight"] = w(merged, merged)
-    sd["visual.merger.mlp.0.bias"] = w(merged)
     sd["visual.merger.mlp.2.weight"] = w(vc["out_hidden_size"], merged)
-    sd["visual.merger.mlp.2.bias"] = w(vc["out_hidden_size"])
 
     L, LI = ac["input_local_dim"], ac["input_local_intermediate_size"]
-    vocab = [int(x) for x in ac["speech_vocab_size"].split("-")]
-    for i, n in enumerate(vocab):
-        sd[f"speech_embeddings.{i}.weight"] = w(n, L, scale=0.5)
+    G = ac["group_size"]
+    for i in range(ac["audio_channels"]):
+        sd[f"speech_embeddings.{i}.weight"] = w(SPEECH_VOCAB, L, scale=0.5)
     heads = ac["input_local_attn_heads"] * ac["input_local_head_dim"]
     for i in range(ac["input_local_layers"]):
-        b = f"audio_input_local_transformer.layers.{i}."
+        b = f"audio_encoder.input_local_transformer.layers.{i}."
         for name in ("q_proj", "k_proj", "v_proj"):
             sd[b + f"self_attn.{name}.weight"] = w(heads, L)
             sd[b + f"self_attn.{name}.bias"] = w(heads)
@@ -419,8 +468,14 @@ def multimodal_weights(cfg, gen):
         sd[b + "mlp.down_proj.weight"] = w(L, LI)
         sd[b + "input_layernorm.weight"] = ones(L)
         sd[b + "post_attention_layernorm.weight"] = ones(L)
-    sd["audio_projection.weight"] = w(
-        cfg["hidden_size"], L * ac["group_size"], scale=0.2
+    if ac["add_post_norm"]:
+        sd["audio_encoder.input_local_transformer.norm.weight"] = ones(L)
+    assert ac["projection_layers"] == 2, ac["projection_layers"]
+    # G * L -> 4 * G * L -> hidden, as released (4096 -> 16384 -> 4096) and as SGLang
+    # builds it (models/mimo_audio.py AudioProjection).
+    sd["audio_encoder.projection.mlp.0.weight"] = w(4 * G * L, G * L, scale=0.2)
+    sd["audio_encoder.projection.mlp.2.weight"] = w(
+        cfg["hidden_size"], 4 * G * L, scale=0.2
     )
     return sd
 
