@@ -173,6 +173,74 @@ def test_fa3_lse_correction_is_exact():
     assert (got - want).abs().max() < 1e-5  # the correction computes in float32
 
 
+def flash_attn_varlen_standin(
+    q,
+    k,
+    v,
+    cu_seqlens_q,
+    cu_seqlens_k,
+    max_seqlen_q,
+    max_seqlen_k,
+    softmax_scale=None,
+    causal=False,
+    window_size=(-1, -1),
+    sinks=None,
+    return_softmax_lse=False,
+    **kwargs,
+):
+    """FA3's varlen entry point (sgl_kernel, CUDA only) as its contract says: windowed
+    attention per sequence, ``sinks`` as value-less softmax logits, the log-sum-exp
+    [heads, tokens] of the logits when asked. Float64, plain torch."""
+    assert not causal and window_size[0] == window_size[1]
+    scale = softmax_scale or q.shape[-1] ** -0.5
+    lengths = (cu_seqlens_q[1:] - cu_seqlens_q[:-1]).tolist()
+    group = q.shape[1] // k.shape[1]
+    qd, kd, vd = q.double(), k.double().repeat_interleave(group, 1), v.double()
+    vd = vd.repeat_interleave(group, 1)
+    out, lse, start = torch.empty_like(qd), torch.empty(q.shape[1], q.shape[0]), 0
+    for n in lengths:
+        s = slice(start, start + n)
+        logits = torch.einsum("ihd,jhd->hij", qd[s], kd[s]) * scale
+        if window_size[0] >= 0:
+            i = torch.arange(n)
+            band = (i[:, None] - i[None, :]).abs() <= window_size[0]
+            logits = logits.masked_fill(~band, float("-inf"))
+        lse[:, s] = logits.logsumexp(-1).float()
+        if sinks is not None:
+            column = sinks.double()[:, None, None].expand(-1, n, 1)
+            logits = torch.cat([logits, column], -1)
+        out[s] = torch.einsum("hij,jhd->ihd", logits.softmax(-1)[..., :n], vd[s])
+        start += n
+    out = out.to(q.dtype)
+    return (out, lse) if return_softmax_lse else out
+
+
+def test_fa3_backend_adds_sinks_key0(monkeypatch):
+    """VisionFlash3Attention with what VisionAttention hands it for a sink layer,
+    FA3's kernel (CUDA only) replaced by a float64 stand-in of its contract."""
+    from sglang.srt.layers.attention import vision
+
+    layer = vision_layer("sdpa", use_sink=True)
+    seen = {}
+    # what VisionAttention.forward hands its backend, recorded (not computed)
+    layer.qkv_backend.forward = lambda **kw: seen.update(kw) or torch.zeros_like(
+        kw["q"]
+    )
+    x = inputs()
+    run(layer, x, False)
+    monkeypatch.setattr(
+        vision, "flash_attn_func", flash_attn_varlen_standin, raising=False
+    )
+    fa3 = object.__new__(vision.VisionFlash3Attention)
+    torch.nn.Module.__init__(fa3)
+    kwargs = {k: w for k, w in seen.items() if k not in ("q", "k", "v")}
+    with torch.no_grad():
+        attn = fa3.forward(seen["q"], seen["k"], seen["v"], **kwargs)
+        got, _ = layer.proj(attn.reshape(x.shape[0], -1))
+    err = (got.double() - expected(layer, x, False)).abs().max()
+    assert err < 1e-4, err
+
+
 def test_triton_attn_windowed_layer_adds_sinks_to_key0(tmp_path):
     """triton_attn end to end (layer, backend, Triton kernel), the kernel in
     Triton's interpreter: TRITON_INTERPRET must be set before triton is imported,
