@@ -74,15 +74,6 @@ BELOW_ENGINE_ONLY = {
         "against a float64 reference and the plumbing both ways; "
         "the same cases ran compiled on an H200 (README, measurements)"
     ),
-    "0009-mimo-vision-sinks-as-key0-bias.patch": (
-        "the engine tier's tiny omni checkpoint (tests/engine/tiny_mimo.py) does not "
-        "yet carry the released vision architecture (grouped-query heads, sinks on the "
-        "windowed blocks), so its image and video requests never reach a sink layer; "
-        "tests/regression/reference/test_vision_tower_parity.py runs SGLang's own "
-        "MiMoVisionTransformer of that architecture on sdpa against an independent "
-        "reference, and the registered test covers sdpa, the fa3 correction and, on a "
-        "GPU, triton_attn"
-    ),
 }
 # What a registered test's failure on the unpatched tree must say (nodeid: text); the
 # registered files themselves carry nothing upstream would not take.

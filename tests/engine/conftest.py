@@ -43,7 +43,8 @@ LOGS = Path(os.environ.get("SGLANG_MIMO_ENGINE_LOGS", CACHE / "logs"))
 def checkpoint(kind):
     """The tiny checkpoint of ``kind`` ("omni" or "flash"), written once per version of
     tiny_mimo.py and reused by every file and tree. It is written by the pinned sglang of
-    the test environment (not the tree under test), so both trees load the same files."""
+    the test environment (not the tree under test), so both trees load the same files.
+    """
     out = CACHE / f"tiny-mimo-{kind}-{tiny_mimo.fingerprint()}"
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / ".lock", "w") as lock:
@@ -79,8 +80,14 @@ def start_server(request, name, kind, extra_args=(), env=None):
 @pytest.fixture(scope="module")
 def omni(request):
     """MiMo-V2.5 omni on the tree under test, video decoded by torchcodec (the pinned
-    release's x86_64 backend)."""
-    return start_server(request, "omni", "omni")
+    release's x86_64 backend); what its vision tower computes is saved to
+    ``server.env["SGLANG_MIMO_VISION_DUMP"]`` (an observer in shims/)."""
+    dump = LOGS / f"vision-{TREE.name}"
+    shutil.rmtree(dump, ignore_errors=True)
+    dump.mkdir(parents=True)
+    return start_server(
+        request, "omni", "omni", env={"SGLANG_MIMO_VISION_DUMP": str(dump)}
+    )
 
 
 @pytest.fixture(scope="module")

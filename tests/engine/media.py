@@ -1,4 +1,5 @@
-"""Real media files for the engine tests: WAV (stdlib) and MP4 (PyAV, through smoke)."""
+"""Real media files for the engine tests: WAV (stdlib), PNG (Pillow) and MP4 (PyAV,
+through smoke)."""
 
 import io
 import math
@@ -44,3 +45,24 @@ def mp4(seconds, audio_seconds, fps=8, size=64, rate=16000):
     from sglang_mimo import smoke
 
     return smoke.make_mp4(seconds, fps, size, audio_seconds, rate)
+
+
+def png(width, height):
+    """PNG bytes (Pillow's encoder) of a smooth colour pattern, different everywhere."""
+    from PIL import Image
+
+    img = Image.new("RGB", (width, height))
+    img.putdata(
+        [
+            (
+                int(127 + 120 * math.sin(x / 7.0)),
+                int(127 + 120 * math.cos(y / 5.0)),
+                (3 * x + 5 * y) % 256,
+            )
+            for y in range(height)
+            for x in range(width)
+        ]
+    )
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

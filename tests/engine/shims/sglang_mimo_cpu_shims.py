@@ -19,7 +19,10 @@ import types
 
 # (sglang file, qualified function) pairs this module wraps or replaces, with the reason.
 SHIMS = {
-    ("python/sglang/srt/models/mimo_audio.py", "AudioEncoderMixin.build_audio_encoder"): (
+    (
+        "python/sglang/srt/models/mimo_audio.py",
+        "AudioEncoderMixin.build_audio_encoder",
+    ): (
         "builds the audio tokenizer on torch.cuda.current_device(); here it is built on "
         "the CPU (the original body runs, only the device differs)"
     ),
@@ -38,6 +41,14 @@ SHIMS = {
         "python/sglang/srt/layers/attention/torch_native_backend.py",
         "TorchNativeAttnBackend.forward_decode",
     ): "as forward_extend",
+    ("python/sglang/srt/models/mimo_v2.py", "MiMoV2ForCausalLM.get_image_feature"): (
+        "observer, only when SGLANG_MIMO_VISION_DUMP names a folder: saves each call's "
+        "pixels, grid and vision-tower output there (the original body runs; its "
+        "result is returned unchanged), so a test can compare them with the reference"
+    ),
+    ("python/sglang/srt/models/mimo_v2.py", "MiMoV2ForCausalLM.get_video_feature"): (
+        "as get_image_feature"
+    ),
 }
 # Methods the release lacks and a stand-in adds (the release must not define them).
 ADDED = {
@@ -107,7 +118,9 @@ def _install_sgl_kernel():
     module = _SglKernelModule("sgl_kernel")
     module.__path__ = []
     module.__version__ = "0.4.10"
-    module.__spec__ = importlib.machinery.ModuleSpec("sgl_kernel", None, is_package=True)
+    module.__spec__ = importlib.machinery.ModuleSpec(
+        "sgl_kernel", None, is_package=True
+    )
     sys.modules["sgl_kernel"] = module
 
 
@@ -187,6 +200,34 @@ def _patch_torch_native_backend(module):
         cls.get_cpu_graph_seq_len_fill_value = lambda self: 1
 
 
+def _observe_mimo_v2_vision(module):
+    import itertools
+    import os
+
+    import torch
+
+    folder = os.environ["SGLANG_MIMO_VISION_DUMP"]
+    calls = itertools.count()
+    cls = module.MiMoV2ForCausalLM
+    for kind in ("image", "video"):
+        original = getattr(cls, f"get_{kind}_feature")
+
+        def observed(self, items, _original=original, _kind=kind):
+            out = _original(self, items)
+            grid = f"{_kind}_grid_thw"
+            torch.save(
+                {
+                    "pixel_values": torch.cat([i.feature for i in items]).cpu(),
+                    "grid_thw": torch.cat([getattr(i, grid) for i in items]).cpu(),
+                    "output": out.detach().float().cpu(),
+                },
+                os.path.join(folder, f"{_kind}-{os.getpid()}-{next(calls)}.pt"),
+            )
+            return out
+
+        setattr(cls, f"get_{kind}_feature", observed)
+
+
 _AFTER_IMPORT = {
     "sglang.srt.models.mimo_audio": _patch_mimo_audio,
     "sglang.srt.layers.attention.torch_native_backend": _patch_torch_native_backend,
@@ -218,6 +259,10 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 
 
 def install():
+    import os
+
+    if os.environ.get("SGLANG_MIMO_VISION_DUMP"):
+        _AFTER_IMPORT["sglang.srt.models.mimo_v2"] = _observe_mimo_v2_vision
     sys.meta_path.insert(0, _AfterImport())
     _install_op_namespace()
     _install_sgl_kernel()
