@@ -21,6 +21,7 @@ P0004 = "0004-transcription-mimo-v2-adapter.patch"
 P0005 = "0005-mimo-v2-audio-shorter-than-video.patch"
 P0007 = "0007-mimo-audio-causal-window-attention.patch"
 P0009 = "0009-mimo-vision-sinks-as-key0-bias.patch"
+P0010 = "0010-mimo-v2-audio-longer-than-video.patch"
 REPO = Path(__file__).resolve().parents[2]
 
 WAV_3S = media.wav(3.0)
@@ -193,6 +194,37 @@ def test_video_with_audio(omni):
 def test_video_whose_audio_ends_before_the_picture(omni):
     status, body = video_chat(omni, SHORT_AUDIO_MP4)
     assert status == 200, f"HTTP {status}: {json.dumps(body)[:300]}"
+    assert_serving(omni)
+
+
+# Audio that runs past the picture (PyAV: H.264 or MPEG-4 video, AAC audio): (a) as long
+# as the picture, i.e. only AAC's priming past it (at 4 fps the grids end with the
+# picture), (b) 2 s longer, (c) much longer. On v0.5.23 each takes the server down.
+LONG_AUDIO_MP4 = {
+    "aac priming only": {"seconds": 3.0, "audio_seconds": 3.0, "fps": 4},
+    "2 s longer": {"seconds": 3.0, "audio_seconds": 5.0},
+    "7 s longer": {"seconds": 3.0, "audio_seconds": 10.0},
+}
+
+
+@pytest.mark.fixes(P0010, unpatched="server died")
+@pytest.mark.parametrize("clip", list(LONG_AUDIO_MP4))
+def test_video_whose_audio_runs_past_the_picture(omni, clip):
+    """200 and a healthy server; a server that died is observed, started again (so
+    the file's other tests still run) and reported."""
+    from server import ServerDied
+
+    try:
+        status, body = video_chat(omni, LONG_AUDIO_MP4[clip])
+    except ServerDied as e:
+        status, body = None, str(e)
+    if not omni.healthy(timeout=10):
+        log = omni.log_tail(20)
+        omni.stop()
+        omni.start()
+        pytest.fail(f"server died on the {clip} clip (HTTP {status}):\n{log}")
+    assert status == 200, f"HTTP {status}: {json.dumps(body)[:300]}"
+    assert body["usage"]["prompt_tokens"] > 40
     assert_serving(omni)
 
 
