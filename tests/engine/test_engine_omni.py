@@ -207,7 +207,7 @@ LONG_AUDIO_MP4 = {
 }
 
 
-@pytest.mark.fixes(P0010, unpatched="server died")
+@pytest.mark.fixes(P0010, unpatched="split_with_sizes expects split_sizes")
 @pytest.mark.parametrize("clip", list(LONG_AUDIO_MP4))
 def test_video_whose_audio_runs_past_the_picture(omni, clip):
     """200 and a healthy server; a server that died is observed, started again (so
