@@ -51,13 +51,15 @@ def make_wav(seconds=1.5, rate=16000):
     return buf.getvalue()
 
 
-def make_mp4(seconds=2.0, fps=8, size=64, audio_seconds=1.8, rate=16000):
-    """H.264 (or MPEG-4) MP4 with a moving bar and an AAC tone that ends inside the
-    video's last second. On v0.5.23 the MiMo processor splits a video's audio by its
-    1-second grids: audio that ends before the last grid trips an assertion
-    (sglang#24602, patch 0005), and audio that runs past the end of the picture
-    (AAC adds ~64 ms of priming) makes the scheduler fail the whole server (token
-    count != audio embedding count), so the check stays inside both limits."""
+def make_mp4(seconds=2.0, fps=8, size=64, audio_seconds=None, rate=16000):
+    """H.264 (or MPEG-4) MP4 with a moving bar and an AAC tone: by default an ordinary
+    clip, the tone as long as the picture, so that AAC's priming (~64 ms) runs past it,
+    as in most MP4s a phone or FFmpeg writes. On v0.5.23 audio past the picture can make
+    the scheduler fail the whole server (token count != audio embedding count; patch
+    0010), and audio that ends before the last 1-second grid trips an assertion
+    (sglang#24602, patch 0005)."""
+    if audio_seconds is None:
+        audio_seconds = seconds
     import av
     import numpy as np
 

@@ -308,8 +308,9 @@ def audio_span(meta, processor_config):
 
 @pytest.mark.fixes(P0004, unpatched="transcription  FAIL")
 def test_launch_smoke_passes_every_check(omni):
-    """The operator's smoke check against the real server: every check passes on the
-    patched tree; on v0.5.23 its table names the failing check (transcription)."""
+    """The operator's smoke check against the real server (its video: an ordinary AAC
+    clip): every check passes on the patched tree; on v0.5.23 its table names the
+    failing checks (transcription; video, where the clip takes the server down)."""
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "launch"), "smoke", "--url", omni.url,
          "--max-tokens", "8", "--timeout", "180"],
@@ -319,11 +320,17 @@ def test_launch_smoke_passes_every_check(omni):
         env={**os.environ, "PYTHONPATH": str(REPO / "scripts")},
     )  # fmt: skip
     table = proc.stdout
+    if not omni.healthy(timeout=10):
+        # v0.5.23 dies on the ordinary AAC clip of the video check (0010): start it
+        # again for the tests after this one, and report.
+        table += f"\nserver died:\n{omni.log_tail(20)}"
+        omni.stop()
+        omni.start()
     for check in ("health", "text", "audio", "transcription", "video"):
         assert check in table, table
     assert proc.returncode == 0, f"smoke exited {proc.returncode}:\n{table}"
     assert "5 passed, 0 failed" in table, table
-    assert omni.healthy()
+    assert "server died" not in table, table
 
 
 # ------------------------------------------------------------------- vision parity
