@@ -13,6 +13,7 @@ after the other, each with its own stand-in under that name.
 """
 
 import concurrent.futures
+import io
 import json
 import os
 import re
@@ -417,6 +418,104 @@ def test_layer_on_top_of_base_is_small(built, target):
     sizes[f"layer-{target}"] = added
     TIMES.write_text(json.dumps(sizes, indent=2) + "\n")
     assert 0 < added < LAYER_LIMIT
+
+
+# --- MiMo's audio decoding in the image ---------------------------------------------
+
+AUDIO_CHECK = REPO / "tests" / "images" / "audio_check.py"
+TONE_HZ = 440  # the tone of smoke.make_mp4's AAC track, and of the WAV below
+RATE = 16000
+
+
+def video_only_mp4(seconds, fps=8, size=64):
+    """An MP4 with a picture and no audio stream (PyAV: FFmpeg's encoder and muxer)."""
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as c:
+        v = c.add_stream("mpeg4", rate=fps)
+        v.width, v.height, v.pix_fmt = size, size, "yuv420p"
+        for i in range(int(seconds * fps)):
+            img = np.full((size, size, 3), (i * 20) % 256, np.uint8)
+            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    return buf.getvalue()
+
+
+def write_audio_media(d):
+    """The files the image decodes, written here by real encoders: a WAV by libsndfile,
+    an MP4 with an AAC track (the smoke check's own clip writer) and one without audio
+    by FFmpeg's libraries (PyAV). Returns {name: (tone seconds or None)}."""
+    import av
+    import numpy as np
+    import soundfile
+
+    from sglang_mimo import smoke
+
+    t = np.arange(int(1.5 * RATE)) / RATE
+    tone = (0.3 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)
+    soundfile.write(d / "tone.wav", tone, RATE, format="WAV", subtype="PCM_16")
+    (d / "aac.mp4").write_bytes(smoke.make_mp4(2.0, 8, 64, 2.0, RATE))
+    (d / "video-only.mp4").write_bytes(video_only_mp4(2.0))
+    # What the host's FFmpeg sees in them: the test's premises, not its result.
+    with av.open(str(d / "aac.mp4")) as c:
+        assert [s.codec_context.name for s in c.streams.audio] == ["aac"]
+    with av.open(str(d / "video-only.mp4")) as c:
+        assert not c.streams.audio and c.streams.video
+    (d / "cases.json").write_text(
+        json.dumps(
+            {
+                "tone_hz": TONE_HZ,
+                "decode": ["tone.wav", "aac.mp4"],
+                "track": ["aac.mp4", "video-only.mp4"],
+            }
+        )
+    )
+    return {"tone.wav": 1.5, "aac.mp4": 2.0}
+
+
+# amd64 (sm90): sglang requires torchcodec there itself, so its base carries it; the
+# amd64 stand-in has neither torchcodec nor a CUDA torch it could load with (see
+# tests/images/standin.py), so the check runs on the arm64 image, where the project
+# installs torchcodec itself (docker/install.sh).
+@pytest.mark.parametrize("target", ["sm121a"])
+def test_mimo_audio_decodes_wav_and_mp4_in_image(built, target, tmp_path):
+    """MiMo's own decode (MiMoAudioPipeline.preprocess_audio) and has_audio_track, from
+    the installed sglang in the image, on a WAV and on MP4s written by real encoders."""
+    media = tmp_path / "media"
+    media.mkdir()
+    seconds = write_audio_media(media)
+    shutil.copy(AUDIO_CHECK, media / AUDIO_CHECK.name)
+    out = sh(
+        ["docker", "run", "--rm", "--network", "none", "-v", f"{media}:/media:ro",
+         built[target], "python3", "-B", f"/media/{AUDIO_CHECK.name}", "/media"]
+    )  # fmt: skip
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"\n{target}: {json.dumps(got)}")
+    assert got["machine"] == TARGETS[target][1]
+    assert "import_error" not in got, got.get("import_error")
+    assert not [m for m in got["import_logs"] if "torchcodec" in m or "torchaudio" in m]
+    assert got["audio_decoder"] and got["torchaudio"], got
+    band = got["tone_band"]
+    assert band["ok"], band
+    hop = got["sampling_rate"] / got["hop_length"]  # mel frames per second
+    for name, secs in seconds.items():
+        r = got["decode"][name]
+        assert r["ok"], f"{name}: {r}"
+        v = r["value"]
+        assert v["n_mels"] == 128 and v["finite"], f"{name}: {v}"
+        # The whole clip: its length (AAC adds at most its priming and padding,
+        # 2048 samples at 16 kHz, 13 frames), and the tone's own mel band.
+        least = int(secs * hop) + 1
+        assert least <= v["frames"] <= least + 13, f"{name}: {v}"
+        assert v["token_len"] == v["expected_token_len"] > 0, f"{name}: {v}"
+        assert abs(v["peak_mel"] - band["value"]) <= 1, f"{name}: {v}, band {band}"
+    tracks = got["has_audio_track"]
+    assert tracks["aac.mp4"] == {"ok": True, "value": True}, tracks
+    assert tracks["video-only.mp4"] == {"ok": True, "value": False}, tracks
 
 
 # --- the build refuses what it must refuse (amd64 only: fast) -------------------------
