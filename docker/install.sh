@@ -3,8 +3,7 @@
 # the build arguments are not the values of patches/pin.json and patches/series, the
 # installed sglang is not the pinned version, a patch does not apply, the series is
 # not fully applied afterwards, a patched module does not import, the video decoder
-# of this architecture is missing, torchcodec (MiMo's audio decoder) cannot be
-# installed or cannot load FFmpeg, or NCCL is older than the pin's floor and cannot
+# of this architecture is missing, or NCCL is older than the pin's floor and cannot
 # be replaced by the pinned fixed version.
 set -euo pipefail
 
@@ -47,18 +46,10 @@ for mod in sys.argv[1:]:
     print(f"install.sh: imports: {mod}", flush=True)
 PY
 
-# sglang's own requirement on a package, without its environment marker ("" if none).
-requirement() {
-	python3 -B -c 'import importlib.metadata as m, re, sys
-print(next((re.split(r";", r)[0].strip() for r in m.requires("sglang") or []
-            if re.match(re.escape(sys.argv[1]) + r"\b", r, re.I)), ""))' "$1"
-}
-
 # 5. The video decoder this architecture uses: decord (PyPI decord2) on aarch64.
 if [ "$(uname -m)" = aarch64 ]; then
 	if ! python3 -B -c 'import decord' 2>/dev/null; then
-		REQ=$(requirement decord2)
-		REQ=${REQ:-decord2}
+		REQ=$(python3 -B -c 'import importlib.metadata as m, re; print(next((re.split(r";", r)[0].strip() for r in m.requires("sglang") or [] if r.lower().startswith("decord2")), "decord2"))')
 		say "decord missing: pip install $REQ"
 		python3 -m pip install --no-cache-dir "$REQ"
 	fi
@@ -66,56 +57,7 @@ if [ "$(uname -m)" = aarch64 ]; then
 		die "decord does not import"
 fi
 
-# 6. Audio: MiMo decodes every audio input and a video's audio track with torchcodec's
-#    AudioDecoder (mimo_audio.py; has_audio_track in mimo_v2.py), which needs FFmpeg's
-#    shared libraries. sglang requires torchcodec only off aarch64: there install its
-#    own pinned version (the requirement without its marker). Wherever torchcodec is
-#    installed, it must load: else install the FFmpeg libraries of the newest major it
-#    supports (one libtorchcodec_core<N>.so per FFmpeg major) that apt offers; Debian's
-#    and Ubuntu's package names are the libraries' sonames (libavutil.so.57 -> libavutil57).
-tc_version() {
-	python3 -B -c 'import importlib.metadata as m
-try: print(m.version("torchcodec"))
-except m.PackageNotFoundError: print("")'
-}
-tc_loads() { python3 -B -c 'from torchcodec.decoders import AudioDecoder' 2>&1; }
-TC_REQ=$(requirement torchcodec)
-if [ "$(uname -m)" = aarch64 ]; then
-	[ -n "$TC_REQ" ] || die "sglang $HAVE names no torchcodec requirement"
-	if [ "$(tc_version)" != "${TC_REQ#*==}" ]; then
-		say "torchcodec ${TC_REQ#*==} (sglang's pin, not installed on aarch64): pip install $TC_REQ"
-		python3 -m pip install --no-cache-dir --no-deps "$TC_REQ"
-	fi
-fi
-if [ -z "$(tc_version)" ]; then
-	say "torchcodec is not installed in the base; nothing to check"
-elif ! tc_loads >/dev/null; then
-	TC_DIR=$(python3 -B -c 'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("torchcodec").origin))')
-	command -v apt-get >/dev/null || die "torchcodec cannot load FFmpeg and there is no apt-get: $(tc_loads | tail -n 3)"
-	apt-get update -qq
-	DEBS=()
-	for core in $(printf '%s\n' "$TC_DIR"/libtorchcodec_core*.so | sort -V -r); do
-		want=$(ldd "$core" | sed -n 's/^[[:space:]]*\(lib\(av\|sw\|postproc\)[a-z]*\)\.so\.\([0-9][0-9]*\) => not found.*/\1\3/p' | sort -u)
-		[ -n "$want" ] || continue
-		for deb in $want; do
-			apt-cache show --no-all-versions "$deb" >/dev/null 2>&1 || continue 2
-		done
-		read -r -a DEBS <<<"$(tr '\n' ' ' <<<"$want")"
-		break
-	done
-	[ ${#DEBS[@]} -gt 0 ] || die "apt offers the FFmpeg libraries of no major torchcodec $(tc_version) supports ($(cd "$TC_DIR" && echo libtorchcodec_core*.so))"
-	say "torchcodec $(tc_version) needs FFmpeg: apt-get install ${DEBS[*]}"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${DEBS[@]}" >/dev/null
-	rm -rf /var/lib/apt/lists/*
-	apt-get clean
-fi
-if [ -n "$(tc_version)" ]; then
-	ERR=$(tc_loads) || die "torchcodec $(tc_version) does not load: $(tail -n 3 <<<"$ERR")"
-	python3 -B -c 'import torchaudio' || die "torchaudio does not import (MiMo's resampler and mel spectrogram)"
-	say "torchcodec $(tc_version) loads FFmpeg; torchaudio imports"
-fi
-
-# 7. NCCL: 2.28.9 deadlocks in multi-node CUDA-graph replay (fixed in 2.30.4, the pin's
+# 6. NCCL: 2.28.9 deadlocks in multi-node CUDA-graph replay (fixed in 2.30.4, the pin's
 #    floor: nccl.min_version in patches/pin.json, passed as NCCL_MIN_VERSION). Below the
 #    floor, install the pinned nccl.version (NCCL_VERSION).
 if [ -n "${NCCL_PACKAGE:-}" ]; then
