@@ -1,23 +1,18 @@
 """Stand-in base images for the image build in CI (no registry can be reached here).
 
 A stand-in is what the Dockerfile needs from upstream's release image and nothing
-more: a minimal Debian root (debootstrap) with Python 3, pip, ``patch``, the CA
-bundle, the pinned sglang wheel of that architecture installed without its
-dependencies, and the few packages that importing the patched modules needs (on
-amd64 CPU torch, not the GPU stack; on arm64 the pinned torch and torchaudio with the
-CUDA libraries they load, and decord2, as upstream's arm64 image has them). It is
-imported under the real base image's name, so the Dockerfile and the bake file run
-unchanged.
+more: a minimal Debian root (debootstrap) with Python 3, ``patch``, the CA bundle,
+the pinned sglang wheel of that architecture installed without its dependencies,
+and the few packages that importing the patched modules needs (CPU torch, not the
+GPU stack; decord2 on arm64, as upstream's arm64 image has it). It is imported
+under the real base image's name, so the Dockerfile and the bake file run unchanged.
 
 Stand-in limits, on purpose: Debian's Python 3.11 (upstream uses 3.12; the arm64
 wheel is cp312 only, so its pure-Python files are installed into 3.11 and its Rust
-extensions are unused); on amd64 CPU torch 2.13.0+cpu with the matching torchvision
-(loaded through the stand-in shim in standin-files/, as PyPI's x86_64 torchvision is
-built for CUDA torch), no torchaudio, torchcodec or nvidia-nccl-cu13. On arm64 the
-torch is sglang's own pin, 2.14.1, PyPI's CUDA 13 build (the CPU-only aarch64 builds
-on PyPI ended with 2.10.0), because torchcodec's aarch64 wheel, which the image
-installs (docker/install.sh), links its CUDA libraries; the parts of them that no
-import loads are dropped (STRIP). No FFmpeg in either: install.sh installs it.
+extensions are unused), CPU torch (2.13.0+cpu on amd64, 2.10.0 on arm64: the last
+CPU-only aarch64 build on PyPI) with the matching torchvision (on amd64 loaded through
+the stand-in shim in standin-files/, as PyPI's x86_64 torchvision is built for CUDA
+torch), and no nvidia-nccl-cu13.
 
     python3 tests/images/standin.py amd64|arm64 [--tag NAME]...
     python3 tests/images/standin.py --roots amd64 arm64    # the roots only (make image-prep)
@@ -93,9 +88,6 @@ IMPORT_PACKAGES = [
     "networkx==3.6.1",
     "jinja2==3.1.6",
     "fsspec==2026.9.0",
-    # what docker/install.sh installs with (decord2, torchcodec, NCCL), as the real
-    # base's own Python has it
-    "pip==26.3",
 ]
 
 # What importing the patched modules never loads, dropped from the stand-in (about
@@ -115,14 +107,6 @@ STRIP = [
     "torch/bin/TCPStoreTest",
     "torch/include",
     "torch/test",
-    # CUDA parts that importing torch does not load (arm64: see ARCHES): cuDNN's
-    # sub-libraries (libcudnn.so.9 opens them on first use), NVSHMEM's device code,
-    # bootstraps and transports, static libraries and headers.
-    "nvidia/cudnn/lib/libcudnn_*",
-    "nvidia/nvshmem/lib/libnvshmem_device*",
-    "nvidia/nvshmem/lib/nvshmem_*",
-    "nvidia/*/include",
-    "nvidia/*/lib/*.a",
 ]
 
 ARCHES = {
@@ -145,30 +129,9 @@ ARCHES = {
         "platform": "linux/arm64",
         "glibc_arch": "aarch64",
         "no_deps": [
-            # sglang 0.5.23's own pins (torch==2.14.1, torchaudio==2.11.0: required on
-            # every platform, so the real base has them): PyPI's aarch64 torch is the
-            # CUDA 13 build, which torchcodec's aarch64 wheel is linked against
-            # (libtorch_cuda, libcudart.so.13, libnvrtc.so.13), with the CUDA libraries
-            # its own metadata pins (the ones loaded at import; not cuSOLVER, loaded
-            # on first use). No GPU is needed to import them.
-            "torch==2.14.1",
-            "torchaudio==2.11.0",
+            "torch==2.10.0",
             "triton==3.8.0",
-            "torchvision==0.29.1",
-            "nvidia-cublas==13.1.1.3",
-            "nvidia-cuda-cupti==13.0.85",
-            "nvidia-cuda-nvrtc==13.0.88",
-            "nvidia-cuda-runtime==13.0.96",
-            "nvidia-cudnn-cu13==9.24.0.43",
-            "nvidia-cufft==12.0.0.61",
-            "nvidia-cufile==1.15.1.6",
-            "nvidia-curand==10.4.0.35",
-            "nvidia-cusparse==12.6.3.3",
-            "nvidia-cusparselt-cu13==0.8.1",
-            "nvidia-nccl-cu13==2.30.7",
-            "nvidia-nvjitlink==13.5.37",
-            "nvidia-nvshmem-cu13==3.4.5",
-            "nvidia-nvtx==13.0.85",
+            "torchvision==0.25.0",
             "compressed-tensors==0.18.0",
             "decord2==3.4.0",
         ],
