@@ -1,6 +1,7 @@
 """Real media files for the engine tests: WAV (stdlib), PNG (Pillow) and MP4 (PyAV,
 through smoke); the media corpus (below): libsndfile, Pillow and FFmpeg's libraries."""
 
+import base64
 import io
 import math
 import struct
@@ -204,3 +205,7 @@ def video(
             length = seconds if audio_seconds is None else audio_seconds
             _encode_audio(c, a, tone(length, rate), rate, "mono")
     return buf.getvalue()
+
+
+def data_url(mime, data):
+    return f"data:{mime};base64," + base64.b64encode(data).decode()

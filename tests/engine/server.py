@@ -252,3 +252,17 @@ class Server:
                 return r.status == 200
         except (urllib.error.URLError, OSError):
             return False
+
+
+def chat(server, content, max_tokens=4, timeout=120):
+    """One greedy chat completion with ``content`` as the user's message."""
+    return server.post_json(
+        "/v1/chat/completions",
+        {
+            "model": "tiny",
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+        },
+        timeout=timeout,
+    )

@@ -32,7 +32,8 @@ from pathlib import Path
 import media
 import pytest
 import urllib3
-from server import ServerDied, progress
+from media import data_url
+from server import ServerDied, chat, progress
 
 P0003 = "0003-mimo-v2-coerce-list-input-text.patch"
 P0004 = "0004-transcription-mimo-v2-adapter.patch"
@@ -346,23 +347,6 @@ def made(name):
 
 
 # ---------------------------------------------------------------------------- HTTP
-
-
-def data_url(mime, data):
-    return f"data:{mime};base64," + base64.b64encode(data).decode()
-
-
-def chat(server, content, max_tokens=4, timeout=120):
-    return server.post_json(
-        "/v1/chat/completions",
-        {
-            "model": "tiny",
-            "messages": [{"role": "user", "content": content}],
-            "max_tokens": max_tokens,
-            "temperature": 0,
-        },
-        timeout=timeout,
-    )
 
 
 def error_message(body):

@@ -5,7 +5,6 @@ MiMo-V2.5 checkpoint, loaded by SGLang's own weight loader. Every request is rea
 loopback; what the server computes is observed through its public API only.
 """
 
-import base64
 import json
 import os
 import subprocess
@@ -15,6 +14,8 @@ from pathlib import Path
 import media
 import openai
 import pytest
+from media import data_url
+from server import chat
 
 P0003 = "0003-mimo-v2-coerce-list-input-text.patch"
 P0004 = "0004-transcription-mimo-v2-adapter.patch"
@@ -35,22 +36,6 @@ PROMPT_WITH_AUDIO = (
 def client(server):
     return openai.OpenAI(
         base_url=server.url + "/v1", api_key="none", max_retries=0, timeout=180
-    )
-
-
-def data_url(mime, data):
-    return f"data:{mime};base64," + base64.b64encode(data).decode()
-
-
-def chat(server, content, max_tokens=4):
-    return server.post_json(
-        "/v1/chat/completions",
-        {
-            "model": "tiny",
-            "messages": [{"role": "user", "content": content}],
-            "max_tokens": max_tokens,
-            "temperature": 0,
-        },
     )
 
 
