@@ -114,6 +114,24 @@ BAD_INPUT = [
                           "--nic", "eth 0", "--ib-hca", "x"], "not an interface"),
     ("rank list wrong length", [GB10, "--render", "docker", "--rank-addr", "10.0.0.1,10.0.0.2",
                                 *GB10_HEAD, *GB10_SITE], "lists 2 addresses"),
+    ("rank 0 is not the head", [GB10, "--node-rank", 0, "--rank-addr", "192.168.100.11",
+                                *GB10_HEAD, *GB10_SITE],
+     "rank 0's --rank-addr 192.168.100.11 differs from the --head-addr host 192.168.100.10"),
+    ("rank 1 gives the head's address", [GB10, "--node-rank", 1, "--rank-addr",
+                                         "192.168.100.10", *GB10_HEAD, *GB10_SITE],
+     "rank 1's --rank-addr 192.168.100.10 is the --head-addr host"),
+    ("head not in the rank list", [GB10, "--render", "docker", "--rank-addr",
+                                   "192.168.100.11,192.168.100.12,192.168.100.13,192.168.100.14",
+                                   *GB10_HEAD, *GB10_SITE],
+     "--head-addr host 192.168.100.10 is not in --rank-addr"),
+    ("head not first in the rank list", [GB10, "--node-rank", 3, "--rank-addr",
+                                         "192.168.100.11,192.168.100.10,192.168.100.12,192.168.100.13",
+                                         *GB10_HEAD, *GB10_SITE, "--dry-run"],
+     "is rank 1's address in --rank-addr"),
+    ("one address twice", [GB10, "--render", "docker", "--rank-addr",
+                           "192.168.100.10,192.168.100.11,192.168.100.11,192.168.100.13",
+                           *GB10_HEAD, *GB10_SITE],
+     "192.168.100.11 is given for rank 1 and rank 2"),
     ("json without dry-run", ["--json"], "--json needs --dry-run"),
     ("nothing to do", [], "give a recipe"),
 ]  # fmt: skip
@@ -221,7 +239,8 @@ def test_kubernetes_leaderworkerset_manifest():
     for role in ("leaderTemplate", "workerTemplate"):
         (c,) = lwt[role]["spec"]["containers"]
         assert c["image"] == "registry.example/sglang-mimo:sm121a"
-        assert c["command"] == ["python3", "-m", "sglang.launch_server"]
+        # Host network: the pod reads its fabric address on its node (test_k8s_render.py).
+        assert c["command"][:2] == ["python3", "-c"]
         args = c["args"]
         assert args[args.index("--nnodes") + 1] == "$(LWS_GROUP_SIZE)"
         assert args[args.index("--node-rank") + 1] == "$(LWS_WORKER_INDEX)"
@@ -230,8 +249,7 @@ def test_kubernetes_leaderworkerset_manifest():
             == f"$(LWS_LEADER_ADDRESS):{R.HEAD_PORT}"
         )
         env = {e["name"]: e for e in c["env"]}
-        assert env["SGLANG_HOST_IP"]["value"] == "$(POD_IP)"
-        assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+        assert env["SGLANG_HOST_IP"]["value"] == "{rank_addr}"
         assert (
             "worker-index"
             in env["LWS_WORKER_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
@@ -302,29 +320,15 @@ def _manifest(*args):
     ]
 
 
-def test_kubernetes_honours_head_addr_port_and_rank_addrs():
-    addrs = [f"192.168.100.{10 + i}" for i in range(4)]
+def test_kubernetes_honours_the_head_port_not_a_head_host():
     for spec, c in _manifest(GB10, "--render", "k8s", *GB10_SITE, "--head-addr",
-                             "192.168.100.10:31234", "--rank-addr", ",".join(addrs)):  # fmt: skip
+                             "192.168.100.10:31234"):  # fmt: skip
         args = c["args"]
-        assert args[args.index("--dist-init-addr") + 1] == "192.168.100.10:31234"
-        env = {e["name"] for e in c["env"]}
-        assert "SGLANG_HOST_IP" not in env  # set per worker index by the command
-        assert c["command"][:2] == ["bash", "-c"]
-        # The command really picks the address of the worker index (run it with bash).
-        import subprocess
-
-        for index, want in enumerate(addrs):
-            script = c["command"][2].replace(
-                "exec python3 -m sglang.launch_server", 'echo "$SGLANG_HOST_IP"; true'
-            )
-            out = subprocess.run(["bash", "-c", script, "sglang"], capture_output=True,
-                                 text=True, env={"LWS_WORKER_INDEX": str(index)})  # fmt: skip
-            assert out.stdout.strip() == want
+        assert args[args.index("--dist-init-addr") + 1] == "$(LWS_LEADER_ADDRESS):31234"
     bad = launch(
         GB10, "--render", "k8s", *GB10_SITE, "--rank-addr", "10.0.0.1,10.0.0.2"
     )
-    assert bad.returncode == 2 and "lists 2 addresses" in bad.stderr
+    assert bad.returncode == 2 and "takes no --rank-addr" in bad.stderr
 
 
 def test_kubernetes_hub_id_gets_a_hugging_face_cache_volume():
@@ -416,3 +420,83 @@ def test_one_head_port_everywhere():
             ports.add(int(m.group(1)))
     assert ports == {R.HEAD_PORT}, ports
     assert K.placeholder_head_addr().endswith(f":{R.HEAD_PORT}")
+
+
+# ------------------------------------------------------- a checkpoint's config.json
+
+
+def _released(**edits):
+    config = R.paths.RECIPES / "configs" / "MiMo-V2.5" / "config.json"
+    cfg = json.loads(config.read_text())
+    for key, value in edits.items():
+        section, _, field = key.partition("__")
+        target = cfg[section] if field else cfg
+        name = field or section
+        if value is None:
+            del target[name]
+        else:
+            target[name] = value
+    return json.dumps(cfg)
+
+
+LLAMA = json.dumps({
+    "architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "num_hidden_layers": 32,
+    "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336,
+    "vocab_size": 128256, "max_position_embeddings": 8192,
+})  # fmt: skip
+BAD_CONFIGS = [
+    ("partial", '{"hidden_size": 4096}',
+     "missing fields 'architectures', 'num_hidden_layers', 'num_attention_heads'"),
+    ("corrupt", '{"hidden_size": 40', "not valid JSON (line 1, column 19"),
+    ("not an object", "[]", "not a JSON object (a list)"),
+    ("foreign", LLAMA, "field 'architectures' is ['LlamaForCausalLM'], not this recipe's "
+     "'MiMoV2ForCausalLM' (another model's checkpoint?); missing field 'head_dim'"),
+    ("no head_dim", _released(head_dim=None), "missing field 'head_dim'"),
+    # Found by sizing (--dry-run); a launch checks only the top-level fields.
+    ("no vision depth", _released(vision_config__depth=None),
+     "missing field 'vision_config.depth'"),
+    ("hidden_size a string", _released(hidden_size="4096"),
+     "field 'hidden_size' is '4096', not a positive integer"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
+def test_a_bad_config_json_is_one_line_naming_file_and_field(
+    case, tmp_path, standin_python
+):
+    _, text, message = case
+    model = tmp_path / "MiMo-V2.5"
+    model.mkdir()
+    (model / "config.json").write_text(text)
+    exe, record = standin_python
+    runs = [["--dry-run"], ["--dry-run", "--json"]]
+    if "vision_config." not in message:
+        runs.append(["--python", exe])  # refused before the server would start
+    for extra in runs:
+        r = launch("mimo-v2.5-h200x8", "--model-path", model, *extra)
+        assert r.returncode == 2, (extra, r.returncode, r.stderr)
+        (line,) = r.stderr.splitlines()
+        assert line.startswith(f"launch: error: {model / 'config.json'}: ")
+        assert message in line
+        assert "Traceback" not in r.stderr and r.stdout == ""
+    assert not record.exists()
+
+
+def test_a_bad_audio_tokenizer_config_is_named(tmp_path):
+    model = tmp_path / "MiMo-V2.5"
+    (model / "audio_tokenizer").mkdir(parents=True)
+    (model / "config.json").write_text(_released())
+    (model / "audio_tokenizer" / "config.json").write_text('{"d_model": 1280}')
+    r = launch("mimo-v2.5-h200x8", "--model-path", model, "--dry-run")
+    assert r.returncode == 2 and r.stdout == ""
+    path = model / "audio_tokenizer" / "config.json"
+    assert r.stderr.strip() == f"launch: error: {path}: missing field 'encoder_ffn_dim'"
+
+
+def test_a_good_local_config_is_sized_from_the_checkpoint(tmp_path):
+    model = tmp_path / "MiMo-V2.5"
+    model.mkdir()
+    (model / "config.json").write_text(_released())
+    r = launch("mimo-v2.5-h200x8", "--model-path", model, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert str(model / "config.json") in r.stdout.splitlines()[-1]

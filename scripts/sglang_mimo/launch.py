@@ -14,7 +14,8 @@ replaces this process (exec). Multi-node runs use torch.distributed/NCCL as SGLa
 (--nnodes, --node-rank, --dist-init-addr), no Ray.
 
 Exit codes: 0 ok; 2 bad input (unknown recipe, rank out of range, malformed address,
-missing per-site value, usage); 3 a recipe fails its schema or the project's rules;
+addresses that disagree, missing per-site value, a local checkpoint whose config.json
+is unreadable, another model's or lacks a field, usage); 3 a recipe fails its schema or the project's rules;
 127 the Python to exec was not found. Nothing is launched unless the exit is the exec.
 """
 
@@ -25,7 +26,7 @@ import sys
 
 from sglang_mimo import rank as K
 from sglang_mimo import recipes as R
-from sglang_mimo import run_docker, run_exec, run_k8s
+from sglang_mimo import run_docker, run_exec, run_k8s, sizing
 
 EXIT_BAD_INPUT = 2
 EXIT_BAD_RECIPE = 3
@@ -95,7 +96,7 @@ def run(args, environ=None):
     except _RecipeInvalid as e:
         _err(str(e))
         return EXIT_BAD_RECIPE
-    except R.RecipeError as e:
+    except (R.RecipeError, sizing.ConfigError) as e:
         _err(str(e))
         return EXIT_BAD_INPUT
 
@@ -130,20 +131,7 @@ def _run(args, environ):
     recipe = _load(args.recipe, args)
     n = recipe["hardware"]["nodes"]
     if args.render == "k8s":
-        need = R.used_placeholders(recipe) - {"rank_addr"}
-        values = R.resolve_site(recipe, _given(args), environ, need)
-        addr = args.rank_addr or environ.get(R.SITE_INPUTS["rank_addr"][1])
-        rank_addrs = [a.strip() for a in addr.split(",")] if addr else None
-        manifest = run_k8s.lws_manifest(
-            recipe,
-            values,
-            args.image or run_docker.image_name(recipe),
-            head_addr=args.head_addr or environ.get(R.HEAD_ADDR_INPUT[1]),
-            rank_addrs=rank_addrs,
-            rdma_resource=args.rdma_resource,
-        )
-        sys.stdout.write(R._yaml().safe_dump(manifest, sort_keys=False, width=100))
-        return 0
+        return _render_k8s(recipe, args, environ)
 
     if args.render == "docker" and args.node_rank is None:
         ranks = list(range(n))
@@ -158,12 +146,11 @@ def _run(args, environ):
         K.check_rank(recipe, rank)
         ranks = [rank]
     head = args.head_addr or environ.get(R.HEAD_ADDR_INPUT[1])
-    launches = [
-        K.render_rank(
-            recipe, rank, _site_for_rank(recipe, args, environ, rank, ranks), head
-        )
-        for rank in ranks
-    ]
+    sites = {rank: _site_for_rank(recipe, args, environ, rank, ranks) for rank in ranks}
+    launches = [K.render_rank(recipe, rank, sites[rank], head) for rank in ranks]
+    if n > 1:
+        addrs = {r: v["rank_addr"] for r, v in sites.items() if "rank_addr" in v}
+        R.check_rank_addrs(head, _all_rank_addrs(args, environ) or addrs)
 
     if args.render == "docker":
         image = args.image or run_docker.image_name(recipe)
@@ -182,11 +169,75 @@ def _run(args, environ):
         return 0
     if model:
         R.check_model_path_here(model)
+        _check_local_config(recipe, model)
     return run_exec.exec_rank(launch, args.python, environ)
+
+
+def _check_local_config(recipe, model):
+    """A local checkpoint's config.json must be this recipe's model (ConfigError)."""
+    from pathlib import Path
+
+    if R.is_local_path(model) and (Path(model) / "config.json").is_file():
+        sizing.load_config(model, recipe["model"]["architecture"])
+
+
+def _render_k8s(recipe, args, environ):
+    """LeaderWorkerSet YAML. What differs per rank comes from LWS when the pods run:
+    the head is the leader pod, a pod's address its own (see run_k8s.lws_manifest)."""
+    if args.rank_addr:
+        raise R.RecipeError(
+            "--render k8s takes no --rank-addr: a pod may land on any node, so each "
+            "pod reads its own address when it starts (the pod IP, or under the host "
+            "network the IPv4 address of --nic on its node); per-node addresses are "
+            "for --render docker and exec, one line per node"
+        )
+    need = R.used_placeholders(recipe) - {"rank_addr"}
+    values = R.resolve_site(recipe, _given(args), environ, need)
+    port = R.HEAD_PORT
+    head = args.head_addr or environ.get(R.HEAD_ADDR_INPUT[1])
+    if head and recipe["hardware"]["nodes"] > 1:
+        head = R.check_head_addr(head)
+        port = int(head.rsplit(":", 1)[1])
+        print(f"launch: note: --render k8s: the head is the LeaderWorkerSet leader "
+              f"($(LWS_LEADER_ADDRESS)); of {head} only the port {port} is used",
+              file=sys.stderr)  # fmt: skip
+    manifest = run_k8s.lws_manifest(
+        recipe,
+        values,
+        args.image or run_docker.image_name(recipe),
+        head_port=port,
+        rdma_resource=args.rdma_resource,
+    )
+    sys.stdout.write(_yaml_text(manifest))
+    return 0
+
+
+def _yaml_text(data):
+    """Plain YAML (no anchors); a multi-line string as a literal block, as written."""
+    yaml = R._yaml()
+
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data):
+            return True
+
+    def text(dumper, value):
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, width=100)
 
 
 def _given(args):
     return {key: getattr(args, key, None) for key in R.SITE_INPUTS}
+
+
+def _all_rank_addrs(args, environ):
+    """{rank: address} of a --rank-addr comma list (every rank), else None."""
+    addr = args.rank_addr or environ.get(R.SITE_INPUTS["rank_addr"][1])
+    if addr and "," in addr:
+        return dict(enumerate(a.strip() for a in addr.split(",")))
+    return None
 
 
 def _site_for_rank(recipe, args, environ, rank, ranks):
@@ -235,6 +286,8 @@ def _dry_run_all(args):
 
 
 def _print_launches(launches, as_json, python, recipes):
+    # Sized first: a config.json that cannot be sized stops the run before any output.
+    table = _memory_table(recipes.values(), launches)
     if as_json:
         json.dump([x.as_json() for x in launches], sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -246,7 +299,7 @@ def _print_launches(launches, as_json, python, recipes):
         argv += [python, "-m", "sglang.launch_server", *x.argv]
         print(K.shell_line(argv, breaks))
         print(_reasons_block(recipes[x.recipe], x))
-    print(_memory_table(recipes.values(), launches))
+    print(table)
 
 
 def _reasons_block(recipe, launch):
@@ -268,8 +321,6 @@ def _reasons_block(recipe, launch):
 
 def _memory_table(recipes, launches):
     """Memory per GPU of each recipe shown, computed from the model's config.json."""
-    from sglang_mimo import sizing
-
     shown = {x.recipe for x in launches}
     rows = []
     for r in recipes:
@@ -307,8 +358,6 @@ def _model_dir_for_sizing(recipe, launches):
     """The checkpoint's own config.json when --model-path is a local checkpoint,
     else the released config shipped in recipes/configs."""
     from pathlib import Path
-
-    from sglang_mimo import sizing
 
     for x in launches:
         if x.recipe == recipe["name"]:

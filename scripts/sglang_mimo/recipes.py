@@ -338,13 +338,76 @@ def check_head_addr(value, what="--head-addr"):
     m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):([0-9]{1,5})", value.strip())
     if not m:
         raise RecipeError(
-            f"{what}: {value!r} is not HOST:PORT (e.g. 192.168.100.10:{HEAD_PORT})"
+            f"{what}: {value!r} is not HOST:PORT (e.g. 192.0.2.10:{HEAD_PORT})"
         )
     host, port = m.group(1), int(m.group(2))
     check_host(host, what)
     if not 1 <= port <= 65535:
         raise RecipeError(f"{what}: port {port} is outside 1..65535")
     return value.strip()
+
+
+def _bare_host(value):
+    v = value.strip()
+    return v[1:-1] if v.startswith("[") and v.endswith("]") else v
+
+
+def same_host(a, b):
+    """Whether two hosts are one: True / False for two IP addresses or two names,
+    None when one is a name and the other an address (not resolved here)."""
+    a, b = _bare_host(a), _bare_host(b)
+    try:
+        ia = ipaddress.ip_address(a)
+    except ValueError:
+        ia = None
+    try:
+        ib = ipaddress.ip_address(b)
+    except ValueError:
+        ib = None
+    if ia is not None and ib is not None:
+        return ia == ib
+    if ia is None and ib is None:
+        return a.rstrip(".").lower() == b.rstrip(".").lower()
+    return None
+
+
+def check_rank_addrs(head_addr, rank_addrs):
+    """Refuse addresses that disagree. ``head_addr`` is HOST:PORT (rank 0's);
+    ``rank_addrs`` maps node rank -> that rank's --rank-addr (every rank of a
+    comma list, or the one rank being launched)."""
+    head = _bare_host(head_addr.strip().rsplit(":", 1)[0])
+    seen = {}
+    for rank, addr in sorted(rank_addrs.items()):
+        for other, prev in seen.items():
+            if same_host(addr, prev):
+                raise RecipeError(
+                    f"--rank-addr: {addr} is given for rank {other} and rank {rank}; "
+                    "each rank has its own address"
+                )
+        seen[rank] = addr
+    if 0 in rank_addrs and same_host(rank_addrs[0], head) is False:
+        if len(rank_addrs) == 1:
+            raise RecipeError(
+                f"rank 0's --rank-addr {rank_addrs[0]} differs from the --head-addr host "
+                f"{head}: rank 0 is the head, give one address for both"
+            )
+        listed = ",".join(rank_addrs[r] for r in sorted(rank_addrs))
+        at = [r for r, a in rank_addrs.items() if same_host(a, head)]
+        if at:
+            raise RecipeError(
+                f"--head-addr host {head} is rank {at[0]}'s address in --rank-addr "
+                f"{listed}; the head is rank 0: list rank 0's address first"
+            )
+        raise RecipeError(
+            f"--head-addr host {head} is not in --rank-addr {listed}; the head is "
+            f"rank 0, the list's first address ({rank_addrs[0]})"
+        )
+    for rank, addr in rank_addrs.items():
+        if rank and same_host(addr, head):
+            raise RecipeError(
+                f"rank {rank}'s --rank-addr {addr} is the --head-addr host, rank 0's "
+                "address: each rank gives its own address"
+            )
 
 
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")

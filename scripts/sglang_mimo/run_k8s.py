@@ -1,73 +1,81 @@
 """The Kubernetes runner: a LeaderWorkerSet manifest running every rank of a recipe."""
 
 import copy
-import shlex
 
 from sglang_mimo.rank import argv_value, render_argv, render_env
-from sglang_mimo.recipes import (
-    HEAD_PORT,
-    RecipeError,
-    check_head_addr,
-    check_host,
-    is_local_path,
-)
+from sglang_mimo.recipes import HEAD_PORT, RecipeError, is_local_path
 
 HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
 # Device-plugin resource for the RDMA devices (NVIDIA network operator's shared-device
 # plugin default name); --rdma-resource names another.
 RDMA_RESOURCE = "rdma/rdma_shared_device_a"
 
+# A host-network pod's own fabric address is not known before the scheduler places it:
+# the container starts with this program (python3 -c PROGRAM SERVER-ARGS...), which
+# reads the IPv4 address of the recipe's interface ($SGLANG_MIMO_NIC, its first entry)
+# on the node the pod landed on, puts it wherever the recipe says {rank_addr} (the
+# environment, e.g. SGLANG_HOST_IP, and the arguments) and execs the server.
+RANK_ADDR_MARK = "{rank_addr}"
+RANK_ADDR_FROM_NIC = """\
+import fcntl, os, socket, struct, sys
+nic = os.environ["SGLANG_MIMO_NIC"].lstrip("=").split(",")[0]
+try:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        # SIOCGIFADDR: the interface's IPv4 address.
+        got = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", nic.encode()[:15]))
+except OSError as e:
+    sys.exit(f"sglang-mimo: no IPv4 address on interface {nic} of this node: {e}")
+addr = socket.inet_ntoa(got[20:24])
+print(f"sglang-mimo: rank address {addr} (interface {nic})", file=sys.stderr, flush=True)
+for k, v in list(os.environ.items()):
+    if "{rank_addr}" in v:
+        os.environ[k] = v.replace("{rank_addr}", addr)
+args = [a.replace("{rank_addr}", addr) for a in sys.argv[1:]]
+os.execvp(sys.executable, [sys.executable, "-m", "sglang.launch_server", *args])
+"""
+
 
 def lws_manifest(
     recipe,
     values,
     image,
-    head_addr=None,
-    rank_addrs=None,
+    head_port=HEAD_PORT,
     rdma_resource=RDMA_RESOURCE,
     hf_cache_host=HF_CACHE_IN_CONTAINER,
 ):
     """A LeaderWorkerSet (leaderworkerset.x-k8s.io/v1) running one group of all ranks.
 
-    Ranks come from LWS: the group size and each pod's worker index. Rank 0's address
-    is ``head_addr`` (HOST:PORT, as --head-addr) when given, else the leader pod's
-    ($(LWS_LEADER_ADDRESS)) on HEAD_PORT. Each pod's own address (SGLANG_HOST_IP) is
-    its entry of ``rank_addrs`` (one per worker index, as --rank-addr A0,A1,...) when
-    given, else the pod IP. RDMA recipes get the host's /dev/infiniband, IPC_LOCK
-    (which lifts the locked-memory limit NCCL needs for RDMA registration) and one RDMA
-    device of ``rdma_resource``. Hub ids get a Hugging Face cache volume.
-    torch.distributed/NCCL as SGLang does it, no Ray.
+    Everything that differs between the ranks comes from LWS at run time, so that any
+    pod may land on any node: the group size, each pod's worker index (its node rank)
+    and the leader's address ($(LWS_LEADER_ADDRESS), which LWS sets in every
+    container) with ``head_port`` for --dist-init-addr. Each pod's own address
+    (SGLANG_HOST_IP) is its pod IP; under the host network (RDMA recipes, whose
+    interfaces are named as on the host) it is the IPv4 address of the recipe's
+    interface on the pod's node, read when the container starts (RANK_ADDR_FROM_NIC).
+    No per-node address is written into the manifest. RDMA recipes get the host's
+    /dev/infiniband, IPC_LOCK (which lifts the locked-memory limit NCCL needs for RDMA
+    registration) and one RDMA device of ``rdma_resource``. Hub ids get a Hugging Face
+    cache volume. torch.distributed/NCCL as SGLang does it, no Ray.
     """
     n = recipe["hardware"]["nodes"]
     rdma = recipe["image"].get("rdma", False)
-    if rank_addrs is not None and len(rank_addrs) != n:
+    nic = values.get("nic")
+    from_nic = rdma and nic is not None
+    if from_nic and nic.startswith("^"):
         raise RecipeError(
-            f"--rank-addr lists {len(rank_addrs)} addresses; recipe {recipe['name']} "
-            f"has {n} ranks"
+            f"--nic {nic}: the Kubernetes render reads each pod's address from the "
+            "interface named first in --nic; give interface names, not an exclusion"
         )
-    vals = dict(values, rank_addr="$(POD_IP)")
+    vals = dict(values, rank_addr=RANK_ADDR_MARK if from_nic else "$(POD_IP)")
     env = render_env(recipe, vals)
     argv = render_argv(recipe, vals, 0, None, rank_flags=False)
     if n > 1:
-        head = (
-            check_head_addr(head_addr)
-            if head_addr
-            else (f"$(LWS_LEADER_ADDRESS):{HEAD_PORT}")
-        )
         argv += ["--nnodes", "$(LWS_GROUP_SIZE)", "--node-rank", "$(LWS_WORKER_INDEX)",
-                 "--dist-init-addr", head]  # fmt: skip
+                 "--dist-init-addr", f"$(LWS_LEADER_ADDRESS):{int(head_port)}"]  # fmt: skip
     command = ["python3", "-m", "sglang.launch_server"]
-    if rank_addrs is not None:
-        for addr in rank_addrs:
-            check_host(addr, "--rank-addr")
-        # This pod's address on the fabric, picked by its worker index.
-        env.pop("SGLANG_HOST_IP", None)
-        pick = (
-            f"addrs=({' '.join(shlex.quote(a) for a in rank_addrs)}); "
-            'export SGLANG_HOST_IP="${addrs[$LWS_WORKER_INDEX]}"; '
-            'exec python3 -m sglang.launch_server "$@"'
-        )
-        command = ["bash", "-c", pick, "sglang"]
+    if from_nic:
+        env["SGLANG_MIMO_NIC"] = nic
+        command = ["python3", "-c", RANK_ADDR_FROM_NIC]
     env_list = [
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {

@@ -98,9 +98,65 @@ def config_dir(model_id):
     return d
 
 
-def load_config(model_dir):
-    with open(Path(model_dir) / "config.json", encoding="utf-8") as f:
-        return json.load(f)
+class ConfigError(ValueError):
+    """A model ``config.json`` that cannot be sized: unreadable, not JSON, another
+    model's, or without a field sizing reads. The message names the file and field."""
+
+
+# The top-level fields every sizing reads (positive integers).
+REQUIRED_FIELDS = (
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+    "head_dim", "intermediate_size", "vocab_size",
+)  # fmt: skip
+
+
+def _read_json(path):
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(
+            f"{path}: cannot be read ({e.__class__.__name__}: {e})"
+        ) from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(
+            f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
+        ) from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a JSON object (a {type(data).__name__})")
+    return data
+
+
+def load_config(model_dir, architecture=None):
+    """The model's ``config.json``, checked: a JSON object with every field of
+    REQUIRED_FIELDS a positive integer and, given ``architecture``, that architecture
+    in its ``architectures``. Raises ConfigError naming the file and the field."""
+    path = Path(model_dir) / "config.json"
+    cfg = _read_json(path)
+    problems = []
+    missing = [f for f in REQUIRED_FIELDS if f not in cfg]
+    if architecture is not None:
+        archs = cfg.get("architectures")
+        if not archs or not isinstance(archs, list):
+            missing.insert(0, "architectures")
+        elif architecture not in archs:
+            problems.append(
+                f"field 'architectures' is {archs!r}, not this recipe's "
+                f"{architecture!r} (another model's checkpoint?)"
+            )
+    if missing:
+        problems.append(
+            f"missing field{'s' if len(missing) > 1 else ''} "
+            + ", ".join(repr(f) for f in missing)
+        )
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
+    for f in REQUIRED_FIELDS:
+        v = cfg[f]
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ConfigError(f"{path}: field {f!r} is {v!r}, not a positive integer")
+    return cfg
 
 
 def _quant_bytes(cfg, quantization_flag):
@@ -260,11 +316,21 @@ def weight_bytes_per_rank(cfg, layout, quantization_flag=None, audio_tokenizer=N
             "model.decoder.mlp"
         )
     if "vision_config" in cfg:
-        vision = _vision_params(cfg["vision_config"]) * 2
+        vision = _in_section(cfg, "vision_config", _vision_params) * 2
         total += vision / (1 if layout.dp_encoder else attn_tp)
     if "audio_config" in cfg:
-        total += _audio_params(cfg["audio_config"], audio_tokenizer) * 2
+        total += _in_section(cfg, "audio_config", _audio_params, audio_tokenizer) * 2
     return total
+
+
+def _in_section(cfg, section, fn, *args):
+    """``fn(cfg[section], *args)``; a missing key is reported as ``section.key``."""
+    try:
+        return fn(cfg[section], *args)
+    except KeyError as e:
+        if e.args and e.args[0] in cfg[section] or e.args[0] in _TOKENIZER_FIELDS:
+            raise
+        raise KeyError(f"{section}.{e.args[0]}") from e
 
 
 def parameters(cfg, mtp_layers):
@@ -323,10 +389,34 @@ def layout_of(recipe, server_args):
 
 
 def size_recipe(recipe, server_args, model_dir):
-    """The memory of one GPU of ``recipe`` with the config in ``model_dir``."""
-    cfg = load_config(model_dir)
+    """The memory of one GPU of ``recipe`` with the config in ``model_dir``.
+
+    Raises ConfigError (file and field named) for a config it cannot size."""
+    cfg = load_config(model_dir, recipe["model"]["architecture"])
     tok_file = Path(model_dir) / "audio_tokenizer" / "config.json"
-    tok = json.loads(tok_file.read_text()) if tok_file.is_file() else None
+    tok = _read_json(tok_file) if tok_file.is_file() else None
+    path = Path(model_dir) / "config.json"
+    try:
+        return _size(recipe, server_args, cfg, tok)
+    except KeyError as e:
+        if tok is not None and e.args[0] in _TOKENIZER_FIELDS:
+            path = tok_file
+        raise ConfigError(f"{path}: missing field {e.args[0]!r}") from e
+    except (TypeError, ValueError, ZeroDivisionError, IndexError) as e:
+        raise ConfigError(f"{path}: cannot be sized: {e}") from e
+
+
+# The fields _audio_params reads from audio_tokenizer/config.json.
+_TOKENIZER_FIELDS = {
+    "d_model",
+    "encoder_ffn_dim",
+    "n_mels",
+    "kernel_size",
+    "encoder_layers",
+}
+
+
+def _size(recipe, server_args, cfg, tok):
     layout = layout_of(recipe, server_args)
     quant = _flag(server_args, "--quantization")
     weights = weight_bytes_per_rank(cfg, layout, quant, tok) / GIB
@@ -335,9 +425,8 @@ def size_recipe(recipe, server_args, model_dir):
     budget = recipe["hardware"]["gpu_memory_gib"] * frac
     pool = budget - weights
     reqs = max(1, int(_flag(server_args, "--max-running-requests")) // layout.attn_dp)
-    ctx = int(
-        _flag(server_args, "--context-length", default=cfg["max_position_embeddings"])
-    )
+    ctx = _flag(server_args, "--context-length")
+    ctx = int(cfg["max_position_embeddings"] if ctx is None else ctx)
     needed = reqs * ctx * per_token / GIB
     return Sizing(
         weights_gib=weights,
