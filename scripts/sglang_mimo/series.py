@@ -27,13 +27,16 @@ trailers in DEP-3 terms:
 The old mixed ``Upstream-PR`` trailer is rejected.
 """
 
-import re
-from dataclasses import dataclass, field
+from __future__ import annotations
+
 import email.parser
 import email.policy
+import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sglang_mimo import paths, tables
+from sglang_mimo import diffs, paths, tables
 
 REQUIRED_TRAILERS = ("Upstream-Status", "Origin", "Breaks-Without")
 KNOWN_TRAILERS = REQUIRED_TRAILERS + ("Bug", "Related", "Regression-Test")
@@ -154,9 +157,9 @@ class Patch:
         return m.group(1).strip() if m else None
 
 
-def read_series(series_file=paths.SERIES):
+def read_series(series_file: str | os.PathLike[str] = paths.SERIES) -> list[str]:
     """The patch file names of the series, in order."""
-    names = []
+    names: list[str] = []
     for line in Path(series_file).read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
@@ -181,12 +184,9 @@ def parse_patch(path):
     if last and all(re.match(r"^[A-Za-z][\w-]*: ", l) for l in last):
         trailers = [tuple(l.split(": ", 1)) for l in last]
         message = "\n\n".join(paragraphs[:-1])
-    files = re.findall(r"^diff --git a/(\S+) b/\S+$", rest, re.M)
-    preimages = {}
-    for f, old in re.findall(
-        r"^diff --git a/(\S+) b/\S+\n(?:.*\n)*?index ([0-9a-f]+)\.\.", rest, re.M
-    ):
-        preimages[f] = old
+    diff = diffs.parse(rest)
+    files = [f.old for f in diff]
+    preimages = {f.old: f.old_blob for f in diff if f.old_blob is not None}
     return Patch(
         name=path.name,
         path=path,
