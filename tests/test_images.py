@@ -808,7 +808,7 @@ def test_copy_to_other_nodes_over_ssh_as_the_readme_says(built, node):
     target = "sm121a"
     lines = readme_block("image-copy")
     script, readme = with_values(lines, NODES="spark-2", TAG=f"{dist}-{target}")
-    assert readme["NODES"] == '"spark-2 spark-3 spark-4"'
+    assert readme["NODES"] == '"192.0.2.11 192.0.2.12 192.0.2.13"'
     assert readme["TAG"] == f"{dist}-{target}"
     copy = script
     assert "docker save" in copy and "docker load" in copy

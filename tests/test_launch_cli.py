@@ -406,13 +406,15 @@ def test_dry_run_shows_reasons_beside_flags_and_the_memory_table():
 
 
 def test_one_head_port_everywhere():
-    """README, docker/README.md, the launcher and the k8s render use one head port."""
+    """README, docs/, docker/README.md, the launcher and the k8s render use one head port."""
     import re
 
     from recipe_helpers import REPO
 
     ports = set()
-    for doc in ("README.md", "docker/README.md", "recipes/README.md"):
+    docs = ["README.md", "docker/README.md", "recipes/README.md"]
+    docs += [f"docs/{p.name}" for p in sorted((REPO / "docs").glob("*.md"))]
+    for doc in docs:
         text = (REPO / doc).read_text()
         for m in re.finditer(
             r"(?:HEAD_ADDR=|--head-addr |--dist-init-addr )[\w.\[\]:-]*?:(\d+)", text
