@@ -38,15 +38,33 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="sglang-mimo", description=__doc__.split("\n\n")[0]
     )
+    pin = paths.load_pin()
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"sglang-mimo {pin['distribution']} (SGLang {pin['version']})",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(f"sglang_mimo.{name}").add_parser(sub)
+    # Each command's own parser, so that a mistyped flag shows that command's usage.
+    parser.commands = sub.choices
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # argparse hands a command's unknown flags up to the top parser, whose usage says
+    # nothing about them: report them with the command's own usage instead.
+    args, unknown = parser.parse_known_args(argv)
+    command = parser.commands.get(getattr(args, "command", None) or "", parser)
+    if args.command == "launch" and getattr(args, "recipe", None) == "smoke":
+        command.error(
+            "'smoke' is not a recipe: check a live server with "
+            "`sglang-mimo smoke --url URL [--recipe RECIPE]`"
+        )
+    if unknown:
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
