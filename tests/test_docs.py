@@ -228,3 +228,31 @@ def test_the_documented_allreduce_check_runs(tmp_path):
     r = subprocess.run(run, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "all_reduce of 4 MiB over 2 ranks: ok" in r.stdout, r.stdout
+
+
+def _anchors(path):
+    """GitHub's anchors of a Markdown file's headings."""
+    out = set()
+    for heading in re.findall(r"^#+ (.+)$", path.read_text(), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        out.add(slug)
+    return out
+
+
+def test_links_between_the_docs_resolve():
+    """Every relative link of the docs names a file the repository ships, and every
+    #anchor a heading of that file."""
+    hits = []
+    for path in DOCS:
+        text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            dest = (path.parent / file).resolve() if file else path
+            where = f"{path.relative_to(REPO)}: ({target})"
+            if not dest.exists():
+                hits.append(f"{where}: no such file")
+            elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+                hits.append(f"{where}: no such heading")
+    assert not hits, "\n".join(hits)
