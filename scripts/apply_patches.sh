@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Apply the sglang-mimo patch series (patches/series) onto an SGLang tree.
 # Needs bash, git (or GNU patch) and python3; nothing of this project installed.
-# The work is done by scripts/sglang_mimo/apply.py (standard library only), the
-# one implementation of fetch / unpack / apply / check / reverse / commit.
+# Its command line is scripts/sglang_mimo/apply.py; the work is done by the one
+# implementation of apply / check / reverse / commit (sglang_mimo/engine.py) and of
+# fetch / unpack (sglang_mimo/wheels.py), which the sglang-mimo tools call in-process.
+# Those modules need the standard library only: they are imported from beside this
+# script (scripts/, put first on sys.path below), nothing installed.
 # Usage, options and exit codes: scripts/apply_patches.sh --help
 set -euo pipefail
 

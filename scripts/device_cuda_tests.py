@@ -9,7 +9,7 @@ install anything (no network), in two steps:
 ``prepare`` (here, with network; needs pytest importable, e.g. ``.venv/bin/python``)
     builds the two trees as the harness's ``trees`` fixture does (tests/conftest.py:
     the pinned wheel, unpacked with everything, hard-linked into ``unpatched`` and
-    ``patched``, the patched one put through scripts/apply_patches.sh) from the pinned
+    ``patched``, the patched one put through the apply engine) from the pinned
     wheel of the GPU machine's Python (``--wheel``, default x86_64-cp312; its compiled
     Rust extensions, loaded only on demand, left out to fit the carry); copies
     tests/regression/; downloads the wheels of the packages the GPU machine lacks
@@ -153,16 +153,16 @@ def build_trees(key, dest):
     """{"unpatched": Path, "patched": Path} under dest, as the ``trees`` fixture builds
     them (tests/conftest.py), from the pinned wheel ``key``."""
     h = harness()
-    from sglang_mimo import apply, paths
+    from sglang_mimo import paths, wheels
 
-    wheel = apply.fetch_pinned(paths.load_pin(), paths.BUILD, key)
+    wheel = wheels.fetch_pinned(paths.load_pin(), paths.BUILD, key)
     say(f"pinned wheel {wheel}")
     shutil.rmtree(dest, ignore_errors=True)
     pristine = h.unpack_wheel(wheel, dest / "pristine")
     unpatched = h.linked_copy(pristine, dest / "trees" / "unpatched")
     patched = h.linked_copy(pristine, dest / "trees" / "patched", set(h.series_paths()))
-    proc = h.run_apply(patched, check=True)
-    say("apply_patches.sh: " + " ".join(proc.stdout.split()[-6:]))
+    out = h.apply_series(patched)
+    say(f"apply engine: {out.summary} ({len(out.states)} patches)")
     shutil.rmtree(pristine)  # the trees keep their links
     # Trimmed to fit the carry: the wheel's compiled Rust extensions (44 MiB;
     # sglang/srt/rust_extensions, mem_cache/rust_tree_core), loaded only on demand

@@ -1,8 +1,8 @@
 """Shared fixtures: the pinned wheel, and the unpatched and patched SGLang trees.
 
 The trees are site-packages layout (a directory holding ``sglang/``) unpacked
-from the pinned wheel; the patched ones are patched by ``scripts/apply_patches.sh``
-itself, never by a copy of its logic. ``tests/regression/`` is not collected by
+from the pinned wheel; the patched ones are patched by the apply engine
+(``sglang_mimo.engine``, in-process), never by a copy of its logic. ``tests/regression/`` is not collected by
 the outer run: ``tests/test_both_ways.py`` runs each of its files against both
 trees in a subprocess.
 
@@ -25,7 +25,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from sglang_mimo import apply, paths, series  # noqa: E402
+from sglang_mimo import diffs, engine, paths, series, wheels  # noqa: E402
 
 APPLY = paths.APPLY_SCRIPT
 
@@ -49,9 +49,21 @@ def run_apply(*args, env=None, check=False):
     return proc
 
 
+def apply_series(tree, **options):
+    """The apply engine on ``tree`` (``options``: engine.Options fields), in-process;
+    the Outcome, which must be a success."""
+    out = engine.apply_series(tree, engine.Options(**options))
+    if out.code != 0:
+        raise AssertionError(
+            f"the series does not apply to {tree}: "
+            + "; ".join(s.line() for s in out.states)
+        )
+    return out
+
+
 def unpack_wheel(wheel, dest):
     """Unpack a wheel into ``dest`` (site-packages layout, dist-info included)."""
-    return apply.unpack_wheel(wheel, dest, skip_suffixes=())
+    return wheels.unpack_wheel(wheel, dest, skip_suffixes=())
 
 
 def series_paths(series_file=paths.SERIES):
@@ -61,7 +73,7 @@ def series_paths(series_file=paths.SERIES):
         {
             f.removeprefix("python/")
             for name in series.read_series(series_file)
-            for f in apply.patch_files(folder / name)
+            for f in diffs.touched(folder / name)
         }
     )
 
@@ -78,7 +90,7 @@ def small_unpack(wheel, dest):
         parts = name.split("/")
         return name in touched or len(parts) == 2 or parts[0].endswith(".dist-info")
 
-    return apply.unpack_wheel(wheel, dest, skip_suffixes=(), only=seen)
+    return wheels.unpack_wheel(wheel, dest, skip_suffixes=(), only=seen)
 
 
 def make_checkout(site_tree, dest, tag=True):
@@ -109,9 +121,8 @@ def make_checkout(site_tree, dest, tag=True):
 
 @pytest.fixture(scope="session")
 def pinned_wheel():
-    """The pinned wheel for this interpreter, downloaded and checked by the apply script."""
-    proc = run_apply("--fetch", check=True)
-    return Path(proc.stdout.strip().splitlines()[-1])
+    """The pinned wheel for this interpreter, downloaded and sha256-checked."""
+    return wheels.fetch_pinned(paths.load_pin(), paths.BUILD)
 
 
 @pytest.fixture(scope="session")
@@ -158,14 +169,14 @@ def series_trees(series_pristine, tmp_path_factory):
     base = tmp_path_factory.mktemp("series-trees")
     unpatched = shutil.copytree(series_pristine, base / "unpatched")
     patched = shutil.copytree(series_pristine, base / "patched")
-    run_apply(patched, check=True)
+    apply_series(patched)
     return {"unpatched": unpatched, "patched": patched}
 
 
 def linked_copy(src, dest, private=()):
     """A copy of ``src`` made of hard links, except the paths in ``private`` (copied).
 
-    Only for trees nobody writes to in place but the apply script, whose files
+    Only for trees nobody writes to in place but the apply engine, whose files
     (``private``) get their own inodes; everything else shares the source's.
     """
     src = Path(src)
@@ -189,7 +200,7 @@ def trees(pristine_tree, tmp_path_factory):
     base = tmp_path_factory.mktemp("trees")
     unpatched = linked_copy(pristine_tree, base / "unpatched")
     patched = linked_copy(pristine_tree, base / "patched", set(series_paths()))
-    run_apply(patched, check=True)
+    apply_series(patched)
     return {"unpatched": unpatched, "patched": patched}
 
 

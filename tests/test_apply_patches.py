@@ -293,3 +293,27 @@ def test_commit_outside_a_checkout_is_a_usage_error(series_tree):
     proc = run_apply("--commit", series_tree)
     assert proc.returncode == 2 and "git checkout" in proc.stderr
     assert digest(series_tree) == before
+
+
+@pytest.mark.parametrize(
+    "modes",
+    [["--check", "--reverse"], ["--reverse", "--check"], ["--fetch", "--check"]],
+)
+def test_modes_exclude_each_other(series_tree, modes):
+    before = digest(series_tree)
+    proc = run_apply(*modes, series_tree)
+    assert proc.returncode == 2
+    assert "not allowed with argument" in proc.stderr, proc.stderr
+    assert digest(series_tree) == before
+
+
+def test_fetch_honours_dir(tmp_path, pinned_wheel):
+    """--fetch DIR: the pinned wheel in DIR (a cached one is checked, not downloaded
+    again), its path printed; nothing goes to the build directory."""
+    dest, build = tmp_path / "wheels-here", tmp_path / "build"
+    dest.mkdir()
+    shutil.copy(pinned_wheel, dest)  # the download itself: test_fetch_checks_the_sha256
+    proc = run_apply("--fetch", dest, env={"SGLANG_MIMO_BUILD": str(build)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(dest / pinned_wheel.name)
+    assert not build.exists()

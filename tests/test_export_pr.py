@@ -69,8 +69,7 @@ def exported(pinned_wheel, tmp_path_factory):
     )
     for p in PATCHES[:FIRST]:  # e.g. 0001, a Backport: upstream's history
         one = trees.single_patch_series(p.path, base / "below" / p.name)
-        proc = trees.run_apply("--commit", "--series", one, checkout)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        trees.apply(checkout, trees.Options(commit=True, series=one))
     start = git(checkout, "rev-parse", "HEAD").strip()
     bodies, previous, bases = {}, None, []
     for p in EXPORTABLE:
@@ -88,8 +87,7 @@ def exported(pinned_wheel, tmp_path_factory):
             git(checkout, "checkout", "-q", "-b", f"below/{p.name[:4]}", previous)
             for q in below:
                 one = trees.single_patch_series(q.path, base / "below" / q.name)
-                proc = trees.run_apply("--commit", "--series", one, checkout)
-                assert proc.returncode == 0, proc.stdout + proc.stderr
+                trees.apply(checkout, trees.Options(commit=True, series=one))
             previous = f"below/{p.name[:4]}"
         bases.append(previous or start)
         bodies[p.name] = base / f"{p.name}.md"

@@ -115,6 +115,29 @@ def test_installed_cli_reads_its_own_copy(installed):
     assert os.access(Path(where[0]) / "scripts" / "apply_patches.sh", os.X_OK)
 
 
+def test_shipped_apply_script_uses_the_user_cache(installed, series_tree):
+    """The apply_patches.sh the package ships reads its own series and pin, and its
+    downloads and default tree go where the installed CLI's go (~/.cache), not into
+    site-packages."""
+    venv, env, cwd, _ = installed
+    (shipped,) = venv.glob("lib/python*/site-packages/sglang_mimo/_dist")
+    where = run(
+        ["python3", "-I", "-S", "-c",
+         "import sys; sys.path.insert(0, sys.argv[1]); from sglang_mimo import paths; "
+         "print(paths.REPO, paths.INSTALLED, paths.BUILD)",
+         str(shipped / "scripts")],
+        env=env, cwd=cwd,
+    ).stdout.split()  # fmt: skip
+    assert where == [
+        str(shipped),
+        "True",
+        str(Path(env["HOME"]) / ".cache" / "sglang-mimo"),
+    ]
+    proc = run([str(shipped / "scripts" / "apply_patches.sh"), "--check", str(series_tree)],
+               env=env, cwd=cwd)  # fmt: skip
+    assert proc.stdout.splitlines() == [f"{n}: applies" for n in img.series_patches()]
+
+
 def test_help(installed):
     out = cli(installed, "--help").stdout
     for command in ("launch", "status", "image"):
@@ -135,7 +158,7 @@ def test_image_bake_vars(installed):
 
 
 def test_status_on_an_unpatched_tree(installed, fresh_tree):
-    """status runs the apply script the package ships against a tree."""
+    """status runs the apply engine of the installed package against a tree."""
     proc = cli(installed, "status", "--json", fresh_tree)
     import json
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import BUILD, REPO, repo_copy, run_cli
+from conftest import run_apply
 from sglang_mimo import changelog, paths, series, trees
 from sglang_mimo.rebase import FORMAT_PATCH
 
@@ -226,8 +227,7 @@ def next_release_wheels(backports, tmp_path):
     for p in backports:
         (folder / p.name).write_bytes(p.path.read_bytes())
     (folder / "series").write_text("".join(p.name + "\n" for p in backports))
-    proc = trees.run_apply("--series", folder / "series", tree)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    trees.apply(tree, trees.Options(series=folder / "series"))
     (info,) = tree.glob("sglang-*.dist-info")
     meta = (info / "METADATA").read_text()
     (info / "METADATA").write_text(
@@ -318,5 +318,10 @@ def test_a_conflict_leaves_rej_files_and_writes_nothing(tmp_path):
 
 @pytest.mark.parametrize("mode", ["--check", "--reverse"])
 def test_apply_script_rejects_only_when_applying(mode, pristine_tree):
-    proc = trees.run_apply("--reject", mode, pristine_tree)
+    proc = run_apply("--reject", mode, pristine_tree)
     assert proc.returncode == 2 and "--reject only applies" in proc.stderr
+    # the engine itself refuses it too, for callers that do not go through the script
+    with pytest.raises(trees.ToolError, match="--reject only applies") as e:
+        opts = trees.Options(mode=mode.lstrip("-"), reject=True)
+        trees.apply(pristine_tree, opts)
+    assert e.value.code == 2

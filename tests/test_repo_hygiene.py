@@ -32,6 +32,16 @@ def test_apply_script_is_only_an_entry_point():
         assert logic not in text, logic
 
 
+def test_tools_call_the_engine_not_the_script():
+    """No tool runs apply_patches.sh and reads what it prints: they call
+    sglang_mimo.engine in-process (the script is the users' entry point)."""
+    tools = sorted((REPO / "scripts" / "sglang_mimo").glob("*.py"))
+    for path in [p for p in tools if p.name != "paths.py"]:  # paths names it
+        text = path.read_text()
+        assert "APPLY_SCRIPT" not in text, path.name
+        assert not re.search(r"/\s*[\"']apply_patches\.sh", text), path.name
+
+
 def test_no_pointer_to_unshipped_notes():
     """Nothing points at the development machine's notes or paths."""
     bad = re.compile(r"shared/notes|/work/(?:main|shared|coord)")

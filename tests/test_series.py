@@ -11,9 +11,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import make_checkout, project_files, run_apply, series_paths
+from conftest import apply_series, make_checkout, project_files, series_paths
 
-from sglang_mimo import paths, series
+from sglang_mimo import engine, paths, series, wheels
 
 REPO = paths.REPO
 
@@ -197,10 +197,10 @@ def test_applies_without_offset_in_both_layouts(series_tree, tmp_path):
     checkout = make_checkout(series_tree, tmp_path / "ckout")
     for tree in (series_tree, checkout):
         for tool in ("git", "patch"):
-            proc = run_apply("--check", tree, env={"APPLY_PATCHES_TOOL": tool})
-            assert proc.returncode == 0, proc.stdout + proc.stderr
-            for line in proc.stdout.splitlines():
-                assert line.endswith(": applies"), f"{tool} on {tree.name}: {line}"
+            out = engine.apply_series(tree, engine.Options(mode="check", tool=tool))
+            assert out.code == 0 and len(out.states) == len(series.read_series())
+            for s in out.states:
+                assert (s.status, s.detail) == ("applies", ""), f"{tool}: {s.line()}"
 
 
 def test_quilt_push_all_on_a_checkout(series_tree, tmp_path):
@@ -209,7 +209,7 @@ def test_quilt_push_all_on_a_checkout(series_tree, tmp_path):
     checkout = make_checkout(series_tree, tmp_path / "ckout")
     reference = tmp_path / "ref"
     shutil.copytree(series_tree, reference)
-    run_apply(reference, check=True)
+    apply_series(reference)
     env = {
         **os.environ,
         "QUILT_PATCHES": str(paths.PATCHES),
@@ -241,11 +241,7 @@ def test_touched_files_are_identical_in_every_pinned_wheel():
     }
     contents = {}
     for key in paths.load_pin()["wheels"]:
-        wheel = (
-            run_apply("--fetch", "--wheel", key, check=True)
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        wheel = wheels.fetch_pinned(paths.load_pin(), paths.BUILD, key)
         with zipfile.ZipFile(wheel) as z:
             contents[key] = {f: z.read(f) for f in sorted(touched)}
     first = next(iter(contents.values()))

@@ -1,6 +1,9 @@
 """sglang-mimo tooling: one small package behind one CLI (``sglang-mimo``).
 
-Applying patches is done in one place: ``sglang_mimo.apply`` (standard library only),
-run by ``scripts/apply_patches.sh``, which every command that applies, checks or reverses
-the series calls.
+Applying patches is done in one place: ``sglang_mimo.engine`` (standard library only),
+which every command that applies, checks or reverses the series calls in-process, and
+which ``scripts/apply_patches.sh`` runs through its command line, ``sglang_mimo.apply``.
+The modules the script imports (``apply``, ``engine``, ``patchtool``, ``diffs``,
+``gitutil``, ``wheels``, ``series``, ``paths``, ``errors``, ``tables``) need the standard
+library only.
 """

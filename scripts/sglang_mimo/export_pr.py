@@ -3,10 +3,11 @@
 On a clean git checkout of upstream SGLang (python/sglang/...), create branch
 ``mimo/<patch stem>`` at HEAD (or --base) holding two commits:
 
-1. the patch itself, committed by ``scripts/apply_patches.sh --commit`` with a
-   one-patch series (``git am --keep-non-patch``: the patch's own author, date
-   and message, the bracket tag kept), so ``git format-patch`` of it gives the
-   carried patch file back byte for byte;
+1. the patch itself, committed by the apply engine's ``--commit`` (as
+   ``scripts/apply_patches.sh --commit`` does) with a one-patch series (``git am
+   --keep-non-patch``: the patch's own author, date and message, the bracket tag
+   kept), so ``git format-patch`` of it gives the carried patch file back byte
+   for byte;
 2. its regression test: the file(s) the patch header's ``Regression-Test``
    trailer names (``test/registered/unit/.../test_*.py``), copied byte for byte
    from ``tests/regression/registered/...``, where they are kept in upstream's
@@ -287,17 +288,15 @@ def pr_body(patch, files, result=None, stacked_on=(), base=None):
     return "\n".join(lines)
 
 
-def _why(patch, states, proc):
-    """The apply script's reason, and which earlier patches this one stacks on."""
-    if not states:
-        return proc.stderr.strip()
-    what = states[0].status + (f": {states[0].detail}" if states[0].detail else "")
+def _why(patch: series.Patch, state: trees.PatchState) -> str:
+    """The apply engine's reason, and which earlier patches this one stacks on."""
+    what = state.status + (f": {state.detail}" if state.detail else "")
     earlier = [
         p.name
         for p in series.load_series()[: series.read_series().index(patch.name)]
         if set(p.files) & set(patch.files)
     ]
-    if earlier and states[0].status == "conflicts":
+    if earlier and state.status == "conflicts":
         what += (
             f"; it is stacked on {', '.join(earlier)} (same files): export those "
             "first and pass --base <their branch>"
@@ -347,18 +346,14 @@ def export(
         one = trees.single_patch_series(patch.path, Path(tmp) / "patches")
         trees.git(checkout, "checkout", "-q", "-b", branch, base_sha)
         try:
-            states, proc = trees.check(checkout, series_file=one)
-            if not states or states[0].status != "applies":
+            (state,) = trees.check(checkout, series_file=one)
+            if state.status != "applies":
                 raise trees.ToolError(
                     f"{patch.name} does not apply to {base or 'HEAD'} of {checkout}: "
-                    f"{_why(patch, states, proc)}",
+                    f"{_why(patch, state)}",
                     1,
                 )
-            proc = trees.run_apply("--commit", "--force", "--series", one, checkout)
-            if proc.returncode != 0:
-                raise trees.ToolError(
-                    f"apply_patches.sh --commit: {proc.stderr.strip()}", 1
-                )
+            trees.apply(checkout, trees.Options(commit=True, force=True, series=one))
             for f in files:
                 dest = checkout / f.dest
                 dest.parent.mkdir(parents=True, exist_ok=True)

@@ -13,16 +13,19 @@ Commands that change the repository or read its tests and docs (docs, rebase,
 export-pr, changelog) need a checkout: ``require_checkout`` says so plainly.
 """
 
+from __future__ import annotations
+
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SOURCE_ROOT = HERE.parents[1]  # the checkout, when running from scripts/sglang_mimo
 SHIPPED = HERE / "_dist"  # the installed package's copy
 
 
-def _root():
+def _root() -> Path:
     if os.environ.get("SGLANG_MIMO_REPO"):
         return Path(os.environ["SGLANG_MIMO_REPO"])
     if (SOURCE_ROOT / "patches" / "series").is_file():
@@ -33,7 +36,11 @@ def _root():
 
 
 REPO = _root()
-INSTALLED = REPO == SHIPPED
+# The installed package's copy, seen from the package (SHIPPED) or from the copy of
+# the package inside it, which the shipped scripts/apply_patches.sh runs.
+INSTALLED = REPO == SHIPPED or (
+    REPO.name == "_dist" and REPO.parent.name == "sglang_mimo"
+)
 PATCHES = REPO / "patches"
 SERIES = PATCHES / "series"
 PIN_FILE = PATCHES / "pin.json"
@@ -54,7 +61,7 @@ class NotACheckout(Exception):
     """A command that needs the repository ran from an installed package."""
 
 
-def require_checkout(what):
+def require_checkout(what: str) -> Path:
     """Raise NotACheckout when REPO is an installed package's copy, or lacks ``what``."""
     todo = (
         "run it from a clone (`pip install -e .` there, or `PYTHONPATH=scripts "
@@ -73,7 +80,7 @@ def require_checkout(what):
     return REPO / what
 
 
-def load_pin(path=None):
+def load_pin(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Return the pin as a dict (version, tag, distribution, wheels)."""
     path = Path(path or PIN_FILE)
     if not path.is_file():
@@ -82,4 +89,5 @@ def load_pin(path=None):
             "(clone it and `pip install .` from there, or set SGLANG_MIMO_REPO)"
         )
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        pin: dict[str, Any] = json.load(f)
+    return pin

@@ -3,13 +3,13 @@
 Downloads the release's wheels with pip (the keys of patches/pin.json "wheels";
 cached under build/wheels/, sha256 recorded), unpacks this machine's wheel into
 build/rebase/sglang-VERSION as a checkout-layout git repository tagged
-vVERSION, and asks ``scripts/apply_patches.sh --check --force`` there. Per
+vVERSION, and runs the apply engine's check there (``--check --force``). Per
 patch: "applies" (maybe with an offset), "already upstream" (it reverse-applies:
 drop it) or "conflicts". Conflicting hunks are then left as FILE.rej in that
-tree (``apply_patches.sh --reject``). ``sglang-mimo audit`` runs on the new base.
+tree (the engine's ``--reject``). ``sglang-mimo audit`` runs on the new base.
 
 --write (only when nothing conflicts): regenerate every carried patch with
-``git format-patch`` from ``apply_patches.sh --commit`` in that repository
+``git format-patch`` from the engine's ``--commit`` in that repository
 (fresh offsets and index lines), drop the patches already upstream (series,
 file, and a CHANGELOG "Dropped" entry), move patches/pin.json (version, tag,
 distribution VERSION-mimo.1, wheels with their sha256) and the files that
@@ -76,7 +76,7 @@ def try_series(version):
                 )
     key = trees.local_wheel_key()
     tree = work_tree(version, wheels[key][0])
-    states, _ = trees.check(tree)
+    states = trees.check(tree)
     by_name = {s.name: s for s in states}
     rows = []
     for p in series.load_series():
@@ -92,7 +92,7 @@ def try_series(version):
     findings = audit.audit(tree)[0]  # on the release itself, before any .rej
     conflicts = [r for r in rows if r["outcome"] == "conflicts"]
     if conflicts:
-        proc = trees.run_apply("--reject", "--force", tree)
+        trees.apply(tree, trees.Options(reject=True, force=True))
         rejs = sorted(
             p.relative_to(tree).as_posix() for p in (tree / "python").rglob("*.rej")
         )
@@ -107,8 +107,6 @@ def try_series(version):
                 r["stacked_on"] = below
                 r["detail"] += f"; stacked on {', '.join(below)}, which conflicts"
             seen[r["patch"]] = files
-        if proc.returncode not in (0, 1):
-            raise trees.ToolError(f"apply_patches.sh --reject: {proc.stderr.strip()}")
     return {
         "version": version,
         "tree": str(tree),
@@ -126,9 +124,7 @@ def refresh(result):
     rows = result["patches"]
     carried = [r["patch"] for r in rows if r["outcome"] == "applies"]
     dropped = [r["patch"] for r in rows if r["outcome"] == "already upstream"]
-    proc = trees.run_apply("--commit", "--force", tree)
-    if proc.returncode != 0:
-        raise trees.ToolError(f"apply_patches.sh --commit: {proc.stderr.strip()}")
+    trees.apply(tree, trees.Options(commit=True, force=True))
     commits = trees.git(tree, "rev-list", "--reverse", f"v{version}..HEAD").split()
     if len(commits) != len(carried):
         raise trees.ToolError(

@@ -3,7 +3,7 @@
 For each patch: its title, upstream PR(s) and Upstream-Status (from the patch
 header), and whether TREE already contains it ("contains": the patch
 reverse-applies cleanly), needs it ("needs": it applies) or "conflicts", as
-reported by ``scripts/apply_patches.sh --check``. TREE is a git checkout
+as the apply engine's check mode reports it (in-process). TREE is a git checkout
 (python/sglang/...) or a directory holding ``sglang/`` (site-packages, an
 unpacked wheel); default: the pinned base, unpacked from the pinned wheel.
 
@@ -24,13 +24,13 @@ def collect(tree=None, series_file=None):
     tree = tree or trees.pinned_tree()
     kwargs = {"series_file": series_file} if series_file else {}
     patches = series.load_series(**kwargs)
-    states, _ = trees.check(tree, series_file=series_file)
+    states = trees.check(tree, series_file=series_file)
     by_name = {s.name: s for s in states}
     rows = []
     for p in patches:
         state = by_name.get(p.name)
         if state is None:
-            raise trees.ToolError(f"apply_patches.sh did not report {p.name}")
+            raise trees.ToolError(f"the apply engine did not report {p.name}")
         rows.append(
             {
                 "patch": p.name,

@@ -1,96 +1,68 @@
-"""SGLang trees the upstream tools work on, and the one way they call the apply script.
+"""SGLang trees the upstream tools work on, and their calls of the apply engine.
 
-- ``run_apply`` / ``check``: run ``scripts/apply_patches.sh`` and parse its
-  per-patch report (``NAME: applies|already applied|conflicts[: DETAIL]``).
+- ``check``: ``engine.apply_series`` in check mode, in-process: the per-patch states;
+- ``apply``: the engine with any Options, a conflict raised as ToolError;
 - ``fetch_release_wheels``: an SGLang release's wheels, downloaded with pip
-  (cached under build/wheels/) and hashed.
-- ``unpack_wheel`` / ``make_checkout`` / ``tree_version``: from
-  ``sglang_mimo.apply``, the one implementation behind the apply script.
+  (cached under build/wheels/) and hashed;
+- ``pinned_wheel`` / ``pinned_tree``: the pinned wheel, and it unpacked under build/.
+
+The wheel helpers (``unpack_wheel``, ``make_checkout``, ...) are ``sglang_mimo.wheels``'s,
+the git helper ``sglang_mimo.gitutil``'s, reached through here by the tools.
 """
 
+from __future__ import annotations
+
 import fcntl
-import os
-import re
 import shutil
-import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from sglang_mimo import apply, paths
-from sglang_mimo.apply import (  # noqa: F401  (the tools reach them through trees)
-    GIT_IDENT,
+from sglang_mimo import engine, paths, wheels
+from sglang_mimo.engine import Options, Outcome, tree_version  # noqa: F401
+from sglang_mimo.errors import ToolError  # noqa: F401
+from sglang_mimo.gitutil import IDENT as GIT_IDENT  # noqa: F401
+from sglang_mimo.gitutil import git  # noqa: F401
+from sglang_mimo.patchtool import PatchState  # noqa: F401
+from sglang_mimo.wheels import (  # noqa: F401  (the tools reach them through trees)
     SKIP_SUFFIXES,
     make_checkout,
     sha256,
-    tree_version,
     unpack_wheel,
     wheel_filename,
 )
 
 BUILD = paths.BUILD
-CHECK_LINE = re.compile(
-    r"^(?P<name>\S+\.patch): (?P<status>applies|already applied|conflicts|"
-    r"reverses|not applied)(?:: (?P<detail>.*))?$"
-)
-# A failure with the exit code the command should end with (message, code=1).
-ToolError = apply.ApplyError
+StrPath = str | Path
 
 
-@dataclass
-class PatchState:
-    name: str
-    status: str  # applies | already applied | conflicts (| reverses | not applied)
-    detail: str = ""
+def check(
+    tree: StrPath, series_file: StrPath | None = None, force: bool = True
+) -> list[PatchState]:
+    """The per-patch states of ``apply_patches.sh --check [--force] TREE``.
 
-
-def run_apply(*args, env=None):
-    """Run scripts/apply_patches.sh with ``args``; return the CompletedProcess."""
-    return subprocess.run(
-        [str(paths.APPLY_SCRIPT), *map(str, args)],
-        capture_output=True,
-        text=True,
-        # The script's own default build/ is beside it: inside the package when installed.
-        env={
-            **os.environ,
-            **({"SGLANG_MIMO_BUILD": str(BUILD)} if paths.INSTALLED else {}),
-            **(env or {}),
-        },
-    )
-
-
-def parse_report(stdout):
-    """The per-patch lines of an apply_patches.sh report, as PatchState."""
-    states = []
-    for line in stdout.splitlines():
-        m = CHECK_LINE.match(line.strip())
-        if m:
-            states.append(PatchState(m["name"], m["status"], m["detail"] or ""))
-    return states
-
-
-def check(tree, series_file=None, force=True):
-    """``apply_patches.sh --check [--force] TREE``: (states, CompletedProcess).
-
-    Exit 0 and 1 are reports (1: something conflicts); any other exit code is
-    raised as ToolError with the script's message.
+    Whether something conflicts is in the states; anything else the engine
+    refuses (not a tree, wrong version without ``force``) is raised as ToolError.
     """
-    args = ["--check"]
-    if force:
-        args.append("--force")
-    if series_file:
-        args += ["--series", series_file]
-    proc = run_apply(*args, tree)
-    if proc.returncode not in (0, 1):
-        raise ToolError(
-            f"apply_patches.sh --check {tree} exited {proc.returncode}: "
-            f"{proc.stderr.strip()}",
-            proc.returncode,
-        )
-    return parse_report(proc.stdout), proc
+    opts = Options(
+        mode="check", force=force, series=Path(series_file) if series_file else None
+    )
+    return engine.apply_series(tree, opts).states
 
 
-def single_patch_series(patch_path, folder):
+def apply(tree: StrPath, options: Options) -> Outcome:
+    """The engine on ``tree`` as ``options`` say: its Outcome.
+
+    A conflict (code 1) is raised as ToolError naming the patches, unless
+    ``options.reject`` (then code 1 says hunks were left as .rej files).
+    """
+    out = engine.apply_series(tree, options)
+    if out.code and not options.reject:
+        bad = "; ".join(s.line() for s in out.states if s.status == "conflicts")
+        raise ToolError(f"{tree}: {bad or out.summary}", out.code)
+    return out
+
+
+def single_patch_series(patch_path: StrPath, folder: StrPath) -> Path:
     """A series file in ``folder`` listing only ``patch_path`` (copied beside it)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -100,53 +72,43 @@ def single_patch_series(patch_path, folder):
     return series_file
 
 
-def wheel_keys():
+def wheel_keys() -> list[str]:
     """The wheel keys the pin carries (x86_64-cp311, x86_64-cp312, aarch64-cp312)."""
     return list(paths.load_pin()["wheels"])
 
 
-def local_wheel_key():
+def local_wheel_key() -> str:
     """This machine's wheel key when the pin has one, else the pin's first key."""
-    return apply.wheel_key(paths.load_pin())
+    return wheels.wheel_key(paths.load_pin())
 
 
-def fetch_release_wheels(version, keys=None, dest=None):
+def fetch_release_wheels(
+    version: str, keys: list[str] | None = None, dest: Path | None = None
+) -> dict[str, tuple[Path, str]]:
     """Download sglang==version wheels with pip (cached): {key: (path, sha256)}."""
     dest = Path(dest or BUILD / "wheels")
     out = {}
     for key in keys or wheel_keys():
-        wheel = apply.fetch_wheel(version, key, dest)
+        wheel = wheels.fetch_wheel(version, key, dest)
         out[key] = (wheel, sha256(wheel))
     return out
 
 
-def git(repo, *args, check=True, env=None):
-    proc = subprocess.run(
-        ["git", "-C", str(repo), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    if check and proc.returncode != 0:
-        raise ToolError(f"git {' '.join(map(str, args))}: {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def package_dir(tree):
+def package_dir(tree: StrPath) -> Path:
     """The directory that holds ``sglang/`` in a tree of either layout."""
     tree = Path(tree)
-    kind, _ = apply.layout(tree)
+    kind, _ = engine.layout(tree)
     if kind:
         return tree / "python" if kind == "checkout" else tree
     raise ToolError(f"{tree} holds no sglang package", 3)
 
 
-def pinned_wheel():
+def pinned_wheel() -> Path:
     """The pinned wheel for this machine, downloaded and hash-checked."""
-    return apply.fetch_pinned(paths.load_pin(), BUILD)
+    return wheels.fetch_pinned(paths.load_pin(), BUILD)
 
 
-def pinned_tree():
+def pinned_tree() -> Path:
     """A cached, unpacked pinned base (site-packages layout) under build/."""
     pin = paths.load_pin()
     dest = BUILD / "base" / f"sglang-{pin['version']}"

@@ -173,15 +173,12 @@ def wheel_entry(arch):
 
 
 def fetch_wheel(arch):
-    """The pinned sglang wheel for ``arch``, downloaded and checked by apply_patches.sh."""
-    key = wheel_entry(arch)[0]
-    out = subprocess.run(
-        [str(REPO / "scripts" / "apply_patches.sh"), "--fetch", "--wheel", key],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return Path(out.stdout.strip().splitlines()[-1])
+    """The pinned sglang wheel for ``arch``, downloaded and sha256-checked (sglang_mimo.wheels)."""
+    if str(REPO / "scripts") not in sys.path:
+        sys.path.insert(0, str(REPO / "scripts"))
+    from sglang_mimo import paths, wheels
+
+    return wheels.fetch_pinned(pin(), paths.BUILD, wheel_entry(arch)[0])
 
 
 def cache_key(arch):
