@@ -16,6 +16,8 @@ SUBCOMMAND_MODULES = [
     "docs",
     "image",
     "launch",
+    "cluster",
+    "doctor",
     "smoke",
     "status",
     "audit",

@@ -1,0 +1,452 @@
+"""Preflight checks of one node before a rank of a recipe starts on it.
+
+    doctor [--nic IF] [--ib-hca DEV] [--rank-addr ADDR] [--model-path PATH]
+           [--model-bytes N] [--skip CHECK ...] [--json]
+
+Each check ends pass / warn / fail / skip with one line of cause and, when it does
+not pass, one line of fix:
+
+    nic      the network interface(s) of NCCL_SOCKET_IFNAME / GLOO_SOCKET_IFNAME exist,
+             are up; their MTU (compared across the ranks by ``cluster doctor``)
+    hca      the RDMA device(s) of NCCL_IB_HCA exist, their port is ACTIVE, and they
+             sit on the same port as the interface; when one is missing, the devices
+             this node has and the interface of each (what ``ibdev2netdev`` prints)
+    addr     the rank's address (--rank-addr, SGLANG_HOST_IP) is on this node,
+             on the named interface
+    disk     free disk for the checkpoint at --model-path (--model-bytes: its size on
+             the head, which ``cluster doctor`` passes)
+    driver   the NVIDIA driver supports CUDA 13 (both images are cu130)
+
+Values come from the flags or SGLANG_MIMO_NIC, SGLANG_MIMO_IB_HCA, SGLANG_MIMO_RANK_ADDR,
+SGLANG_MIMO_MODEL_PATH. ``sglang-mimo cluster doctor`` runs this file on every rank
+over ssh (``python3 - < doctor.py``: it imports nothing but the standard library), then
+the checks across the ranks and the all-reduce (``allreduce.py``).
+
+Exit codes: 0 no check failed (warnings allowed); 1 a check failed; 2 usage.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+# The driver the images need: both are built on CUDA 13.0 (cu130); CUDA 13.0's
+# release notes give 580.65.06 as its minimum Linux driver.
+CUDA_MAJOR = 13
+MIN_DRIVER = (580, 65, 6)
+MIN_DRIVER_TEXT = "580.65.06"
+
+CHECKS = ("nic", "hca", "addr", "disk", "driver")
+PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
+# Interfaces that are never the fabric: suggestions leave them out.
+_NOT_FABRIC = (
+    "lo",
+    "docker",
+    "veth",
+    "virbr",
+    "br-",
+    "cni",
+    "flannel",
+    "cali",
+    "tun",
+    "tap",
+)
+
+
+def result(name, status, message, fix=""):
+    return {"check": name, "status": status, "message": message, "fix": fix}
+
+
+def sys_root():
+    """Where /sys is read from (the tests point it at a made-up tree)."""
+    return Path(os.environ.get("SGLANG_MIMO_SYS_ROOT", "/sys"))
+
+
+def _read(path, default=None):
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return default
+
+
+def split_list(value):
+    """NCCL's list syntax (``^`` excludes, ``=`` exact, ``dev:port``): (exclude, [(name, port)])."""
+    value = value.strip()
+    exclude = value.startswith("^")
+    value = value.lstrip("^=")
+    out = []
+    for item in filter(None, (v.strip() for v in value.split(","))):
+        name, _, port = item.partition(":")
+        out.append((name, port or None))
+    return exclude, out
+
+
+def interfaces(root):
+    d = root / "class" / "net"
+    return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+
+
+def rdma_devices(root):
+    """{RDMA device: [its network interfaces]} from /sys/class/infiniband (ibdev2netdev)."""
+    d = root / "class" / "infiniband"
+    out = {}
+    if not d.is_dir():
+        return out
+    for dev in sorted(d.iterdir()):
+        net = dev / "device" / "net"
+        out[dev.name] = sorted(p.name for p in net.iterdir()) if net.is_dir() else []
+    return out
+
+
+def fabric_candidates(root):
+    names = [n for n in interfaces(root) if not n.startswith(_NOT_FABRIC)]
+    rdma_nets = {n for nets in rdma_devices(root).values() for n in nets}
+    # Interfaces with an RDMA device first (the ones a recipe's fabric can be).
+    return sorted(names, key=lambda n: (n not in rdma_nets, n))
+
+
+def check_nic(nic, root):
+    """Each interface of the list exists and is up; the message carries its MTU."""
+    if not nic:
+        return result(
+            "nic", SKIP, "no --nic given (NCCL/Gloo pick an interface themselves)"
+        )
+    exclude, names = split_list(nic)
+    if exclude:
+        return result(
+            "nic", SKIP, f"--nic {nic} excludes interfaces; nothing to look up"
+        )
+    present = set(interfaces(root))
+    missing = [n for n, _ in names if n not in present]
+    if missing:
+        cands = fabric_candidates(root)
+        return result(
+            "nic", FAIL,
+            f"interface {', '.join(missing)} does not exist on this node "
+            f"(it has: {', '.join(cands) or 'no interface but loopback'})",
+            f"give --nic the fabric interface's name (`ip -br link`; "
+            f"`ibdev2netdev` maps RDMA devices to interfaces){_suggest(cands)}",
+        )  # fmt: skip
+    mtus, down = {}, []
+    for name, _ in names:
+        base = root / "class" / "net" / name
+        mtus[name] = _read(base / "mtu", "?")
+        state = _read(base / "operstate", "unknown")
+        if state not in ("up", "unknown"):
+            down.append(f"{name} is {state}")
+    text = ", ".join(f"{n} MTU {m}" for n, m in mtus.items())
+    if down:
+        return result(
+            "nic", FAIL, f"{'; '.join(down)} ({text})",
+            f"bring the link up (`ip link set {names[0][0]} up`; check the cable and switch port)",
+        )  # fmt: skip
+    return result("nic", PASS, f"{text}, up", "")
+
+
+def _suggest(cands):
+    return f", e.g. --nic {cands[0]}" if cands else ""
+
+
+def mtu_of(nic, root):
+    if not nic:
+        return None
+    exclude, names = split_list(nic)
+    if exclude or not names:
+        return None
+    return _read(root / "class" / "net" / names[0][0] / "mtu")
+
+
+def check_hca(hca, nic, root):
+    if not hca:
+        return result("hca", SKIP, "no --ib-hca given (NCCL_IB_HCA unset)")
+    exclude, devs = split_list(hca)
+    if exclude:
+        return result(
+            "hca", SKIP, f"--ib-hca {hca} excludes devices; nothing to look up"
+        )
+    have = rdma_devices(root)
+    pairs = ", ".join(
+        f"{d} -> {','.join(n) or '(no interface)'}" for d, n in have.items()
+    )
+    missing = [d for d, _ in devs if d not in have]
+    if missing:
+        if not have:
+            return result(
+                "hca", FAIL,
+                f"RDMA device {', '.join(missing)} not found: this node has no RDMA device "
+                "(/sys/class/infiniband is empty)",
+                "load the NIC's RDMA driver (mlx5_ib) and install rdma-core; "
+                "`ibv_devices` must list the device",
+            )  # fmt: skip
+        guess = _hca_for_nic(nic, have)
+        hint = f", e.g. --ib-hca {guess}" if guess else ""
+        return result(
+            "hca", FAIL,
+            f"RDMA device {', '.join(missing)} does not exist on this node (it has: {pairs})",
+            f"give --ib-hca the device of the fabric interface (`ibdev2netdev`){hint}",
+        )  # fmt: skip
+    problems, notes = [], []
+    nic_names = (
+        {n for n, _ in split_list(nic)[1]} if nic and not split_list(nic)[0] else set()
+    )
+    for dev, port in devs:
+        port = port or "1"
+        state = _read(root / "class" / "infiniband" / dev / "ports" / port / "state")
+        if state is None:
+            problems.append(f"{dev} has no port {port}")
+        elif "ACTIVE" not in state:
+            problems.append(f"{dev} port {port} is {state.split(':')[-1].strip()}")
+        else:
+            notes.append(f"{dev} port {port} ACTIVE")
+        if nic_names and have[dev] and not nic_names & set(have[dev]):
+            problems.append(
+                f"{dev} belongs to {','.join(have[dev])}, not to --nic {nic}"
+            )
+    if problems:
+        return result(
+            "hca", FAIL, "; ".join(problems) + f" (devices: {pairs})",
+            "pick the RDMA device of the fabric interface (`ibdev2netdev`) and bring its "
+            "link up (`ibstat` shows the port state)",
+        )  # fmt: skip
+    return result("hca", PASS, ", ".join(notes), "")
+
+
+def _hca_for_nic(nic, have):
+    if not nic:
+        return None
+    names = {n for n, _ in split_list(nic)[1]}
+    for dev, nets in have.items():
+        if names & set(nets):
+            return dev
+    return None
+
+
+def addresses():
+    """{interface: [addresses]} from ``ip -j addr`` (iproute2)."""
+    if not shutil.which("ip"):
+        return None
+    out = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True)
+    if out.returncode:
+        return None
+    found = {}
+    for link in json.loads(out.stdout or "[]"):
+        found[link["ifname"]] = [
+            a["local"] for a in link.get("addr_info", []) if a.get("scope") != "link"
+        ]
+    return found
+
+
+def check_addr(rank_addr, nic):
+    if not rank_addr:
+        return result("addr", SKIP, "no --rank-addr given")
+    found = addresses()
+    if found is None:
+        return result(
+            "addr", WARN, "cannot list addresses (no `ip`)", "install iproute2"
+        )
+    where = [i for i, addrs in found.items() if rank_addr in addrs]
+    names = [n for n, _ in split_list(nic)[1]] if nic and not split_list(nic)[0] else []
+    if not where:
+        mine = ", ".join(
+            f"{a} ({i})" for i, addrs in found.items() if i != "lo" for a in addrs
+        )
+        return result(
+            "addr", FAIL,
+            f"address {rank_addr} is not on this node (it has: {mine or 'none'})",
+            "give this rank's own fabric address (--rank-addr, one per rank in rank "
+            "order), or assign it to the interface (`ip addr add`)",
+        )  # fmt: skip
+    if names and not set(where) & set(names):
+        return result(
+            "addr", WARN,
+            f"address {rank_addr} is on {', '.join(where)}, not on --nic {nic}",
+            "NCCL and Gloo use --nic: give the address of that interface or change --nic",
+        )  # fmt: skip
+    return result("addr", PASS, f"{rank_addr} is on {', '.join(where)}")
+
+
+def tree_bytes(path):
+    """Total size of the regular files under ``path`` (not following links)."""
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p):
+                total += os.path.getsize(p)
+    return total
+
+
+def _gib(n):
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check_disk(model_path, model_bytes):
+    if not model_path:
+        return result("disk", SKIP, "no --model-path given")
+    if not model_path.startswith(("/", "~", ".")):
+        return result(
+            "disk", WARN,
+            f"--model-path {model_path} is a hub id: each rank downloads it into its own cache",
+            "copy a local checkpoint to every rank (`sglang-mimo cluster setup`) and "
+            "give its directory",
+        )  # fmt: skip
+    path = Path(model_path).expanduser()
+    have = tree_bytes(path) if path.is_dir() else 0
+    if model_bytes is None:
+        if have:
+            return result("disk", PASS, f"{path} holds {_gib(have)}")
+        return result(
+            "disk", FAIL, f"{path}: no checkpoint here",
+            "copy it here (`sglang-mimo cluster setup` from the head) or fix --model-path",
+        )  # fmt: skip
+    need = max(model_bytes - have, 0)
+    if need == 0:
+        return result("disk", PASS, f"{path} holds the checkpoint ({_gib(have)})")
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < need:
+        return result(
+            "disk", FAIL,
+            f"{path} needs {_gib(need)} more, {probe} has {_gib(free)} free "
+            f"(checkpoint {_gib(model_bytes)}, {_gib(have)} here)",
+            "free disk space there or give another --model-path (the same path on every rank)",
+        )  # fmt: skip
+    return result(
+        "disk", WARN,
+        f"{path} is missing {_gib(need)} of the checkpoint ({_gib(free)} free at {probe})",
+        "copy it (`sglang-mimo cluster setup`)",
+    )  # fmt: skip
+
+
+def parse_version(text):
+    parts = []
+    for p in text.strip().split("."):
+        digits = "".join(c for c in p if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def check_driver():
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return result(
+            "driver", FAIL, "no NVIDIA driver (nvidia-smi not found)",
+            f"install the NVIDIA driver {MIN_DRIVER_TEXT} or newer (CUDA {CUDA_MAJOR}) "
+            "and the NVIDIA Container Toolkit",
+        )  # fmt: skip
+    out = subprocess.run(
+        [smi, "--query-gpu=driver_version,name,memory.total", "--format=csv,noheader"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    rows = [r for r in out.stdout.splitlines() if r.strip()]
+    if out.returncode or not rows:
+        why = (out.stderr or out.stdout).strip().splitlines()
+        return result(
+            "driver", FAIL,
+            f"nvidia-smi failed: {why[-1] if why else f'exit {out.returncode}'}",
+            "the driver is not loaded or does not match the kernel module: reboot, or "
+            "reinstall the driver",
+        )  # fmt: skip
+    version, name, memory = (c.strip() for c in (rows[0].split(",") + ["", ""])[:3])
+    gpus = f"{len(rows)} x {name}" + (f" ({memory})" if memory else "")
+    if parse_version(version) < MIN_DRIVER:
+        return result(
+            "driver", FAIL,
+            f"driver {version} is older than {MIN_DRIVER_TEXT}: it cannot run the "
+            f"images' CUDA {CUDA_MAJOR}.0 ({gpus})",
+            f"upgrade the driver to {MIN_DRIVER_TEXT} or newer (the 580 branch or later)",
+        )  # fmt: skip
+    return result("driver", PASS, f"driver {version} runs CUDA {CUDA_MAJOR} ({gpus})")
+
+
+def run_checks(values, skip=()):
+    root = sys_root()
+    nic = values.get("nic")
+    out = []
+    for name in CHECKS:
+        if name in skip:
+            out.append(result(name, SKIP, "skipped (--skip)"))
+        elif name == "nic":
+            r = check_nic(nic, root)
+            r["mtu"] = mtu_of(nic, root)
+            out.append(r)
+        elif name == "hca":
+            out.append(check_hca(values.get("ib_hca"), nic, root))
+        elif name == "addr":
+            out.append(check_addr(values.get("rank_addr"), nic))
+        elif name == "disk":
+            out.append(check_disk(values.get("model_path"), values.get("model_bytes")))
+        elif name == "driver":
+            out.append(check_driver())
+    return out
+
+
+def format_result(r, prefix=""):
+    line = f"{prefix}{r['status'].upper():4}  {r['check']:9} {r['message']}"
+    if r.get("fix") and r["status"] in (FAIL, WARN):
+        line += f"\n{' ' * len(prefix)}      {'':9} fix: {r['fix']}"
+    return line
+
+
+ENV = {
+    "nic": "SGLANG_MIMO_NIC",
+    "ib_hca": "SGLANG_MIMO_IB_HCA",
+    "rank_addr": "SGLANG_MIMO_RANK_ADDR",
+    "model_path": "SGLANG_MIMO_MODEL_PATH",
+}
+
+
+def _options(p):
+    p.add_argument(
+        "--nic", help="network interface(s) of the fabric ($SGLANG_MIMO_NIC)"
+    )
+    p.add_argument("--ib-hca", help="RDMA device(s), NCCL_IB_HCA ($SGLANG_MIMO_IB_HCA)")
+    p.add_argument("--rank-addr", help="this rank's address ($SGLANG_MIMO_RANK_ADDR)")
+    p.add_argument(
+        "--model-path", help="checkpoint directory ($SGLANG_MIMO_MODEL_PATH)"
+    )
+    p.add_argument("--model-bytes", type=int, help="the checkpoint's size in bytes")
+    p.add_argument("--skip", action="append", default=[], choices=CHECKS,
+                   help="leave a check out (repeatable)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="one JSON array of results")
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "doctor",
+        help="preflight checks of this node (cluster doctor runs them on every rank)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _options(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args, environ=None):
+    environ = os.environ if environ is None else environ
+    values = {k: getattr(args, k) or environ.get(env) for k, env in ENV.items()}
+    values["model_bytes"] = args.model_bytes
+    results = run_checks(values, set(args.skip))
+    if args.json:
+        json.dump(results, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        for r in results:
+            print(format_result(r))
+    return 1 if any(r["status"] == FAIL for r in results) else 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="doctor", description=__doc__.split("\n\n")[0])
+    _options(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""``sglang-mimo doctor`` on made-up /sys trees and tool outputs; ``cluster``'s input.
+
+The /sys trees are laid out as the kernel lays them out (class/net/IF/{mtu,operstate},
+class/infiniband/DEV/{device/net/IF,ports/N/state}); nvidia-smi is a script on PATH
+printing what the real one prints for that query. The node-level checks with real
+interfaces, sshd and the all-reduce are in test_cluster.py.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from cli_helpers import run_cli  # noqa: E402
+from sglang_mimo import doctor  # noqa: E402
+
+DOCTOR = REPO / "scripts" / "sglang_mimo" / "doctor.py"
+
+
+def make_sys(root, nets, rdma=()):
+    """nets: {IF: (mtu, operstate)}; rdma: [(DEV, IF or None, port state)]."""
+    for name, (mtu, state) in nets.items():
+        d = root / "class" / "net" / name
+        d.mkdir(parents=True)
+        (d / "mtu").write_text(f"{mtu}\n")
+        (d / "operstate").write_text(f"{state}\n")
+    for dev, net, state in rdma:
+        d = root / "class" / "infiniband" / dev
+        (d / "device" / "net").mkdir(parents=True)
+        if net:
+            (d / "device" / "net" / net).mkdir()
+        (d / "ports" / "1").mkdir(parents=True)
+        (d / "ports" / "1" / "state").write_text(state + "\n")
+    return root
+
+
+GB10 = {
+    "lo": (65536, "unknown"),
+    "enP7s7": (1500, "up"),
+    "docker0": (1500, "down"),
+    "enp1s0f0np0": (9000, "up"),
+    "enP2p1s0f0np0": (9000, "up"),
+    "enP2p1s0f1np1": (9000, "down"),
+}
+GB10_RDMA = [
+    ("rocep1s0f0", "enp1s0f0np0", "4: ACTIVE"),
+    ("roceP2p1s0f0", "enP2p1s0f0np0", "4: ACTIVE"),
+    ("roceP2p1s0f1", "enP2p1s0f1np1", "1: DOWN"),
+]
+
+
+@pytest.fixture
+def gb10(tmp_path, monkeypatch):
+    root = make_sys(tmp_path / "sys", GB10, GB10_RDMA)
+    monkeypatch.setenv("SGLANG_MIMO_SYS_ROOT", str(root))
+    return root
+
+
+def test_nic_present_and_up(gb10):
+    r = doctor.check_nic("enP2p1s0f0np0", gb10)
+    assert r["status"] == "pass" and r["message"] == "enP2p1s0f0np0 MTU 9000, up"
+    assert doctor.mtu_of("enP2p1s0f0np0", gb10) == "9000"
+
+
+def test_nic_missing_names_the_fabric_interfaces_rdma_first(gb10):
+    r = doctor.check_nic("ens10f0", gb10)
+    assert r["status"] == "fail"
+    # No loopback or docker bridge; the interfaces with an RDMA device first.
+    assert r["message"] == (
+        "interface ens10f0 does not exist on this node (it has: enP2p1s0f0np0, "
+        "enP2p1s0f1np1, enp1s0f0np0, enP7s7)"
+    )
+    assert r["fix"].endswith("e.g. --nic enP2p1s0f0np0")
+
+
+def test_nic_down(gb10):
+    r = doctor.check_nic("enP2p1s0f1np1", gb10)
+    assert r["status"] == "fail"
+    assert r["message"] == "enP2p1s0f1np1 is down (enP2p1s0f1np1 MTU 9000)"
+    assert "ip link set enP2p1s0f1np1 up" in r["fix"]
+
+
+def test_hca_active_on_the_nic(gb10):
+    r = doctor.check_hca("roceP2p1s0f0", "enP2p1s0f0np0", gb10)
+    assert r["status"] == "pass" and r["message"] == "roceP2p1s0f0 port 1 ACTIVE"
+
+
+def test_hca_missing_lists_devices_and_suggests_the_one_of_the_nic(gb10):
+    r = doctor.check_hca("mlx5_0", "enP2p1s0f0np0", gb10)
+    assert r["status"] == "fail"
+    assert "RDMA device mlx5_0 does not exist on this node (it has: " in r["message"]
+    assert "roceP2p1s0f0 -> enP2p1s0f0np0" in r["message"]
+    assert r["fix"].endswith("e.g. --ib-hca roceP2p1s0f0")
+
+
+def test_hca_down_and_on_another_interface(gb10):
+    r = doctor.check_hca("roceP2p1s0f1", "enP2p1s0f0np0", gb10)
+    assert r["status"] == "fail"
+    assert "roceP2p1s0f1 port 1 is DOWN" in r["message"]
+    assert (
+        "roceP2p1s0f1 belongs to enP2p1s0f1np1, not to --nic enP2p1s0f0np0"
+        in r["message"]
+    )
+
+
+def test_hca_with_port_and_exact_syntax(gb10):
+    r = doctor.check_hca(
+        "=rocep1s0f0:1,roceP2p1s0f0:1", "enp1s0f0np0,enP2p1s0f0np0", gb10
+    )
+    assert r["status"] == "pass", r
+    assert doctor.check_hca("^mlx5_9", None, gb10)["status"] == "skip"
+
+
+def test_no_rdma_at_all(tmp_path):
+    root = make_sys(tmp_path / "sys", {"eth0": (1500, "up")})
+    r = doctor.check_hca("mlx5_0", "eth0", root)
+    assert r["status"] == "fail"
+    assert "this node has no RDMA device" in r["message"]
+    assert "mlx5_ib" in r["fix"]
+
+
+def fake_smi(tmp_path, monkeypatch, stdout, rc=0):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\ncat <<'EOF'\n{stdout}\nEOF\nexit {rc}\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+
+
+@pytest.mark.parametrize(
+    "rows, status, text",
+    [
+        ("580.95.05, NVIDIA GB10, [N/A]", "pass",
+         "driver 580.95.05 runs CUDA 13 (1 x NVIDIA GB10 ([N/A]))"),
+        ("580.65.06, NVIDIA H200, 143771 MiB\n580.65.06, NVIDIA H200, 143771 MiB", "pass",
+         "driver 580.65.06 runs CUDA 13 (2 x NVIDIA H200 (143771 MiB))"),
+        ("570.172.08, NVIDIA H200, 143771 MiB", "fail",
+         "driver 570.172.08 is older than 580.65.06: it cannot run the images' CUDA 13.0"),
+        ("580.65.05, NVIDIA H100 80GB HBM3, 81559 MiB", "fail", "is older than 580.65.06"),
+    ],
+)  # fmt: skip
+def test_driver_version(tmp_path, monkeypatch, rows, status, text):
+    fake_smi(tmp_path, monkeypatch, rows)
+    r = doctor.check_driver()
+    assert r["status"] == status and text in r["message"], r
+
+
+def test_driver_not_loaded(tmp_path, monkeypatch):
+    fake_smi(tmp_path, monkeypatch, "NVIDIA-SMI has failed because it couldn't "
+             "communicate with the NVIDIA driver. Make sure that the latest NVIDIA "
+             "driver is installed and running.", rc=9)  # fmt: skip
+    r = doctor.check_driver()
+    assert r["status"] == "fail"
+    assert r["message"].startswith("nvidia-smi failed: NVIDIA-SMI has failed")
+
+
+def test_no_driver(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    r = doctor.check_driver()
+    assert r["status"] == "fail" and "nvidia-smi not found" in r["message"]
+    assert "580.65.06" in r["fix"]
+
+
+def test_disk(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "a.safetensors").write_bytes(b"x" * 1000)
+    assert doctor.check_disk(str(ckpt), 1000)["status"] == "pass"
+    r = doctor.check_disk(str(tmp_path / "elsewhere" / "ckpt"), 2**60)
+    assert r["status"] == "fail" and "needs 1073741824.0 GiB more" in r["message"]
+    r = doctor.check_disk(str(tmp_path / "elsewhere" / "ckpt"), 5000)
+    assert r["status"] == "warn" and "cluster setup" in r["fix"]
+    assert doctor.check_disk("XiaomiMiMo/MiMo-V2.5", None)["status"] == "warn"
+
+
+def test_cli_exit_codes_and_json(gb10, tmp_path):
+    ok = run_cli("doctor", "--nic", "enP2p1s0f0np0", "--ib-hca", "roceP2p1s0f0",
+                 "--skip", "driver", "--json")  # fmt: skip
+    results = json.loads(ok.stdout)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert {r["check"]: r["status"] for r in results} == {
+        "nic": "pass", "hca": "pass", "addr": "skip", "disk": "skip", "driver": "skip",
+    }  # fmt: skip
+    bad = run_cli("doctor", "--nic", "ens10f0", "--skip", "driver")
+    assert bad.returncode == 1
+    assert "FAIL  nic       interface ens10f0 does not exist" in bad.stdout
+    assert "fix: give --nic the fabric interface's name" in bad.stdout
+
+
+def test_runs_from_stdin_with_the_standard_library_only(gb10, tmp_path):
+    """What ``cluster doctor`` does on each host: ``python3 - < doctor.py``."""
+    proc = subprocess.run(
+        [sys.executable, "-I", "-", "--json", "--nic", "enP2p1s0f0np0", "--skip", "driver"],
+        input=DOCTOR.read_text(), capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "SGLANG_MIMO_SYS_ROOT": str(gb10)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["message"] == "enP2p1s0f0np0 MTU 9000, up"
+
+
+# ------------------------------------------------------------- cluster's input
+
+
+GB10_SITE = ["--nic", "enP2p1s0f0np0", "--ib-hca", "roceP2p1s0f0",
+             "--model-path", "/models/MiMo-V2.5"]  # fmt: skip
+ADDRS = "192.0.2.10,192.0.2.11,192.0.2.12,192.0.2.13"
+
+
+def test_cluster_start_renders_ranks_kept_after_exit(tmp_path):
+    out = run_cli("cluster", "start", "mimo-v2.5-gb10x4", "--hosts", "spark-1,spark-2,spark-3,spark-4",
+                  "--rank-addr", ADDRS, *GB10_SITE, "--dry-run", "--restart", "on-failure:3")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    runs = [x for x in out.stdout.splitlines() if x.startswith("docker run")]
+    assert len(runs) == 4
+    for r, line in enumerate(runs):
+        assert line.startswith(
+            f"docker run -d --restart on-failure:3 --name mimo-v2.5-gb10x4-rank{r} "
+        )
+        assert "--rm" not in line.split()
+        assert f"--node-rank {r} --dist-init-addr 192.0.2.10:20000" in line
+        assert f"SGLANG_HOST_IP=192.0.2.1{r}" in line
+    assert out.stdout.count("ssh -o BatchMode=yes -o ConnectTimeout=10 spark-") == 4
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--hosts", "a,b"], "--hosts lists 2 host(s); recipe mimo-v2.5-gb10x4 has 4 rank(s)"),
+        (["--hosts", "a,b,c,d"], "give --rank-addr A0,..,A3"),
+        (["--hosts", "a,b,c,d", "--rank-addr", "192.0.2.10,x..y,c,d"], "is not an IP address"),
+        (["--hosts", "a,b,c,d", "--rank-addr", ADDRS, "--head-addr", "nope"], "is not HOST:PORT"),
+    ],
+)  # fmt: skip
+def test_cluster_bad_input_exits_2(args, message):
+    out = run_cli("cluster", "status", "mimo-v2.5-gb10x4", *args, *GB10_SITE)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_cluster_inventory_unknown_key(tmp_path):
+    inv = tmp_path / "c.yaml"
+    inv.write_text("recipe: mimo-v2.5-gb10x4\nhost: [a]\n")
+    out = run_cli("cluster", "status", "--inventory", inv)
+    assert out.returncode == 2 and "unknown key(s) host; known:" in out.stderr
