@@ -295,6 +295,40 @@ def test_commit_outside_a_checkout_is_a_usage_error(series_tree):
     assert digest(series_tree) == before
 
 
+def test_reverse_then_apply_on_a_committed_checkout(checkout):
+    """--commit, then --reverse (uncommitted), then apply again: the uncommitted
+    changes are the series taken out, so applying puts HEAD's files back."""
+    assert run_apply("--commit", checkout).returncode == 0
+    committed = digest(checkout)
+    proc = run_apply("--reverse", checkout)
+    assert proc.returncode == 0, proc.stderr
+    assert set(lines(proc).values()) == {"reverses"}
+    reversed_ = digest(checkout)
+    assert reversed_ != committed
+    assert run_apply("--check", checkout).returncode == 0
+    proc = run_apply(checkout)
+    assert proc.returncode == 0, proc.stderr
+    assert set(lines(proc).values()) == {"applies"}
+    assert digest(checkout) == committed  # HEAD's files, nothing uncommitted
+    assert git(checkout, "status", "--porcelain", "--untracked-files=no") == ""
+    # and back again: reversing and re-applying is repeatable
+    assert run_apply("--reverse", checkout).returncode == 0
+    assert digest(checkout) == reversed_
+
+
+def test_reversed_committed_checkout_with_a_local_change_is_dirty(checkout):
+    """Taken out and then edited by hand: not the series any more, refused."""
+    assert run_apply("--commit", checkout).returncode == 0
+    assert run_apply("--reverse", checkout).returncode == 0
+    f = checkout / "python" / DECODER
+    f.write_text(f.read_text() + "\n# local change\n")
+    before = digest(checkout)
+    proc = run_apply(checkout)
+    assert proc.returncode == 4
+    assert "dirty checkout" in proc.stderr and "video_decoder.py" in proc.stderr
+    assert digest(checkout) == before
+
+
 @pytest.mark.parametrize(
     "modes",
     [["--check", "--reverse"], ["--reverse", "--check"], ["--fetch", "--check"]],

@@ -265,10 +265,11 @@ class _Run:
                     "--commit needs a clean tree: commit or stash them"
                 )
         elif self.is_git and not self.opts.force:
-            # Uncommitted changes in touched files are refused, unless they are
-            # exactly the series applied on top of HEAD (so that --reverse and
-            # re-runs work).
-            head = None
+            # Uncommitted changes in touched files are refused, unless they are the
+            # series itself: HEAD's file with the series applied (so that re-runs and
+            # --reverse work), or with it taken out (HEAD has the series committed,
+            # --reverse took it out: this run puts HEAD's file back).
+            head, before = None, {}
             for f in changed:
                 if gitutil.git_rc(top, "diff", "--quiet", "HEAD", "--", f)[0] == 0:
                     continue
@@ -280,6 +281,7 @@ class _Run:
                         if blob is not None:
                             (head / g).parent.mkdir(parents=True, exist_ok=True)
                             (head / g).write_bytes(blob)
+                    before = {g: _content(head / g) for g in self.files}
                     run_series(
                         head,
                         self.names,
@@ -289,7 +291,7 @@ class _Run:
                         self.opts.reject,
                     )
                 now = _content(self.target(f))
-                if now != _content(head / f):
+                if now != _content(head / f) and _content(work / f) != before[f]:
                     raise self.refuse(
                         f"dirty checkout: {f} has uncommitted changes that are not "
                         "this series; commit or stash them (or --force)"
