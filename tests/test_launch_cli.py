@@ -474,6 +474,7 @@ def test_a_bad_config_json_is_one_line_naming_file_and_field(
     runs = [["--dry-run"], ["--dry-run", "--json"]]
     if "vision_config." not in message:
         runs.append(["--python", exe])  # refused before the server would start
+        runs.append(["--render", "docker"])  # and before a docker line is printed
     for extra in runs:
         r = launch("mimo-v2.5-h200x8", "--model-path", model, *extra)
         assert r.returncode == 2, (extra, r.returncode, r.stderr)

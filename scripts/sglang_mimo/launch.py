@@ -153,6 +153,9 @@ def _run(args, environ):
         R.check_rank_addrs(head, _all_rank_addrs(args, environ) or addrs)
 
     if args.render == "docker":
+        model = K.argv_value(launches[0].argv, "--model-path")
+        if model:
+            _check_local_config(recipe, model)  # the copy here, when there is one
         image = args.image or run_docker.image_name(recipe)
         for launch in launches:
             print(f"# {recipe['name']}: node rank {launch.node_rank} of {n}")
