@@ -248,3 +248,18 @@ def test_cluster_inventory_unknown_key(tmp_path):
     inv.write_text("recipe: mimo-v2.5-gb10x4\nhost: [a]\n")
     out = run_cli("cluster", "status", "--inventory", inv)
     assert out.returncode == 2 and "unknown key(s) host; known:" in out.stderr
+
+
+def test_the_operator_guides_inventory_renders(tmp_path):
+    """The inventory of docs/operators.md step 9, as written, gives every rank's start."""
+    text = (REPO / "docs" / "operators.md").read_text()
+    section = text.split("<!-- cluster-command -->", 1)[1]
+    inventory = tmp_path / "cluster.yaml"
+    inventory.write_text(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    out = run_cli("cluster", "start", "-i", inventory, "--dry-run")
+    assert out.returncode == 0, out.stderr
+    runs = [x for x in out.stdout.splitlines() if x.startswith("docker run")]
+    assert len(runs) == 4 and all(
+        "-v /models/MiMo-V2.5:/models/MiMo-V2.5:ro" in x for x in runs
+    )
+    assert "ssh -o BatchMode=yes -o ConnectTimeout=10 192.0.2.13 " in out.stdout
