@@ -263,3 +263,50 @@ def test_the_operator_guides_inventory_renders(tmp_path):
         "-v /models/MiMo-V2.5:/models/MiMo-V2.5:ro" in x for x in runs
     )
     assert "ssh -o BatchMode=yes -o ConnectTimeout=10 192.0.2.13 " in out.stdout
+
+
+# The form of issue 25's run (two ranks on one machine, `local`: no ssh), here with gloo.
+ONE_HOST = ["cluster", "doctor", "mimo-v2.5-pro-h200x16", "--hosts", "local,local",
+            "--rank-addr", "127.0.0.1,127.0.0.1", "--ib-hca", "mlx5_0", "--runner", "exec",
+            "--python", sys.executable, "--only", "addrs", "--only", "allreduce",
+            "--backend", "gloo", "--mib", "4", "--json"]  # fmt: skip
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_all_reduce_of_two_ranks_on_one_host():
+    port = _free_port()
+    out = run_cli(*ONE_HOST, "--nic", "lo", "--head-addr", f"127.0.0.1:{port}",
+                  "--timeout", "60")  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    addrs, ar = json.loads(out.stdout)
+    assert addrs["status"] == "pass" and ar["status"] == "pass", ar
+    assert ar["message"].startswith("gloo all-reduce of 4 MiB across 2 rank(s) in ")
+    assert [r["device"] for r in ar["ranks"]] == ["cpu", "cpu"]
+    assert all(r["ok"] and r["busbw_gbps"] > 0 for r in ar["ranks"])
+
+
+def test_all_reduce_on_one_host_with_a_wrong_interface_stops_both_ranks():
+    port = _free_port()
+    out = run_cli(*ONE_HOST, "--nic", "nosuch0", "--head-addr", f"127.0.0.1:{port}",
+                  "--timeout", "60")  # fmt: skip
+    assert out.returncode == 1
+    ar = json.loads(out.stdout)[-1]
+    assert ar["status"] == "fail"
+    assert (
+        "interface nosuch0 (GLOO_SOCKET_IFNAME/NCCL_SOCKET_IFNAME) does not exist"
+        in (ar["message"])
+    )
+    # Whichever rank saw it first, the other one was stopped, well before the timeout.
+    assert sorted(r.get("cancelled", False) for r in ar["ranks"]) in (
+        [False, False], [False, True],
+    )  # fmt: skip
+    assert ar["seconds"] < 45
+    assert str(port) not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                           text=True).stdout  # fmt: skip
