@@ -1,10 +1,14 @@
 """MiMo-V2-Flash (text) through the real SGLang server of the tree under test.
 
-The series changes nothing on this path; the test holds that it keeps working (unmarked:
-it must pass on both trees). MTP (multi-layer EAGLE) is not started here: SGLang's
-speculative-decoding path on the CPU calls sgl-kernel CPU ops no wheel ships
-(tests/engine/README.md names them).
+Chat and greedy decoding must work on both trees (unmarked). What the model computes is
+compared with the reference; 0012 (the sliding-window layers' keys) makes it match. MTP
+(multi-layer EAGLE) is not started here: SGLang's speculative-decoding path on the CPU
+calls sgl-kernel CPU ops no wheel ships (tests/engine/README.md names them).
 """
+
+import pytest
+
+P0012 = "0012-mimo-v2-sliding-window-keys.patch"
 
 
 def test_text_chat(flash):
@@ -41,3 +45,15 @@ def test_generate_is_deterministic_with_prompt_logprobs(flash):
     assert len(outs[0]["meta_info"]["input_token_logprobs"]) == (
         outs[0]["meta_info"]["prompt_tokens"]
     )
+
+
+@pytest.mark.fixes(P0012, unpatched="differ from the reference")
+def test_text_logprobs_match_the_reference(flash):
+    """The served text model's log-probabilities over the whole vocabulary at every
+    prompt position against transformers' MiMoV2FlashForCausalLM on the checkpoint's
+    own weights (tests/engine/text_parity.py says how, and the tolerance): the hybrid
+    full / sliding-window layers with the released grouped-query ratios, partial
+    rotary, the value scale, the sigmoid router with its correction bias."""
+    import text_parity
+
+    text_parity.check(flash, "flash")

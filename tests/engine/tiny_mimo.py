@@ -13,8 +13,11 @@ SGLang server loads with its real weight loader (``--load-format auto``):
 
 The configs are the released ones (``recipes/configs/``, verbatim) with only sizes
 shrunk: the same keys with the same encodings, the same architecture. What that keeps:
-- text: the hybrid layer pattern (full, sliding-window ..., full), partial rotary,
-  ``attention_value_scale``, the MoE router, the fused ``qkv_proj`` layout;
+- text: the hybrid layer pattern (full, sliding-window ..., full), the released head
+  counts (64 query heads over 4 key-value heads in the full layers, over 8 in the
+  sliding-window ones), partial rotary, ``attention_value_scale``, the MoE router with a
+  nonzero correction bias, norms that are not all ones, the fused ``qkv_proj`` layout
+  (what ``text_parity.py`` compares with transformers' model);
 - vision tower: 10 blocks at the released period of 9 (full blocks 0 and 9, four
   row-ordered then four column-ordered windowed blocks between them,
   ``vit_window_attn_types``), learned sinks (``use_sink``, ``attn.sinks`` in bf16 on
@@ -185,13 +188,14 @@ TINY_TEXT = {
     "intermediate_size": 128,
     "moe_intermediate_size": 32,
     "num_hidden_layers": 4,
-    # 4 key-value heads, as released: the fused qkv_proj interleave, and divisible by
-    # the TP 4 of the attention-DP test (on the CPU, SGLang pads heads that TP does not
-    # divide, configs/update_config.py adjust_config_with_unaligned_cpu_tp).
-    "num_attention_heads": 4,
+    # The released head counts (64 query heads over 4 key-value heads in the full
+    # layers, over 8 in the sliding-window ones: grouped-query ratios 16 and 8), only the
+    # head dims shrunk. 4 key-value heads: the fused qkv_proj interleave, divisible by
+    # the attention TP of the attention-DP test.
+    "num_attention_heads": 64,
     "num_key_value_heads": 4,
-    "swa_num_attention_heads": 4,
-    "swa_num_key_value_heads": 4,
+    "swa_num_attention_heads": 64,
+    "swa_num_key_value_heads": 8,
     "head_dim": 24,
     "v_head_dim": 16,
     "swa_head_dim": 24,
@@ -362,8 +366,9 @@ def text_weights(cfg, gen):
     def w(*shape, scale=0.05):
         return (torch.randn(*shape, generator=gen) * scale).to(torch.bfloat16)
 
-    def ones(n):
-        return torch.ones(n, dtype=torch.bfloat16)
+    def norm(n):
+        # not all ones, so that the text parity test sees which weight goes where
+        return (1 + torch.randn(n, generator=gen) * 0.2).to(torch.bfloat16)
 
     sd = {"model.embed_tokens.weight": w(V, H, scale=0.5)}
     for i in range(cfg["num_hidden_layers"]):
@@ -386,13 +391,14 @@ def text_weights(cfg, gen):
             sd[p + "self_attn.k_proj.weight"] = k
             sd[p + "self_attn.v_proj.weight"] = v
         sd[p + "self_attn.o_proj.weight"] = w(H, nh * vhd)
-        sd[p + "input_layernorm.weight"] = ones(H)
-        sd[p + "post_attention_layernorm.weight"] = ones(H)
+        sd[p + "input_layernorm.weight"] = norm(H)
+        sd[p + "post_attention_layernorm.weight"] = norm(H)
         if cfg["moe_layer_freq"][i]:
             E, I = cfg["n_routed_experts"], cfg["moe_intermediate_size"]
             sd[p + "mlp.gate.weight"] = w(E, H, scale=0.2)
-            sd[p + "mlp.gate.e_score_correction_bias"] = torch.zeros(
-                E, dtype=torch.float32
+            # float32 (SGLang keeps it so); nonzero, so that routing depends on it
+            sd[p + "mlp.gate.e_score_correction_bias"] = (
+                torch.randn(E, generator=gen) * 0.05
             )
             for e in range(E):
                 sd[p + f"mlp.experts.{e}.gate_proj.weight"] = w(I, H)
@@ -403,7 +409,7 @@ def text_weights(cfg, gen):
             sd[p + "mlp.gate_proj.weight"] = w(I, H)
             sd[p + "mlp.up_proj.weight"] = w(I, H)
             sd[p + "mlp.down_proj.weight"] = w(H, I)
-    sd["model.norm.weight"] = ones(H)
+    sd["model.norm.weight"] = norm(H)
     sd["lm_head.weight"] = w(V, H, scale=0.5)
     return sd
 

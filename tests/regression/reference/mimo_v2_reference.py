@@ -294,3 +294,148 @@ def audio_input_weights(cfg, seed=0, dtype=torch.float32):
     )
     w["audio_encoder.projection.mlp.2.weight"] = rnd(out, 4 * group * dim, std=0.05)
     return w
+
+
+# ----------------------------------------------------------------------------- text
+
+
+def text_model(weights, cfg, dtype=torch.float32):
+    """MiMo's text model (decoder layers, hybrid full / sliding-window attention, MoE)
+    as transformers' own ``MiMoV2FlashForCausalLM`` computes it (eager attention, the
+    sinks as an extra softmax column dropped before P.V), built from the checkpoint's
+    ``config.json`` (``cfg``) and loaded with its weights (``weights``, released names).
+
+    That implementation, not one written here, is the text model's reference: it is
+    maintained in transformers by its authors with Xiaomi's, independent of SGLang, and
+    it is the released semantics the text sinks follow (the vision tower above is the
+    one part whose semantics only the checkpoint's remote code had). The checkpoint's
+    names map onto it as follows: a fused ``qkv_proj`` (``attention_projection_layout``
+    ``fused_qkv``: one ``[q; k; v]`` block per key-value head of the full-attention
+    layers) is split into ``q_proj``/``k_proj``/``v_proj``; the per-expert
+    ``mlp.experts.E.{gate,up,down}_proj`` are stacked into ``gate_up_proj`` /
+    ``down_proj``; ``attention_sink_bias`` is ``sinks``. Layers without sinks get
+    ``sinks = None``. Loading is strict: an unmapped or missing weight raises."""
+    from transformers.models.mimo_v2_flash import (
+        MiMoV2FlashConfig,
+        MiMoV2FlashForCausalLM,
+    )
+
+    pattern = cfg["hybrid_layer_pattern"]
+    # transformers' MiMoV2FlashAttention assumes what the releases have: as many query
+    # heads in both layer types and twice the key-value heads in the windowed ones.
+    if cfg["swa_num_attention_heads"] != cfg["num_attention_heads"] or cfg[
+        "swa_num_key_value_heads"
+    ] != 2 * cfg["num_key_value_heads"]:
+        raise ValueError("transformers' MiMo-V2-Flash cannot express these head counts")
+    for key in ("head_dim", "v_head_dim"):
+        if cfg[f"swa_{key}"] != cfg[key]:
+            raise ValueError(f"swa_{key} != {key}: not expressible in transformers")
+    rotary = cfg.get("partial_rotary_factor", 1.0)
+    config = MiMoV2FlashConfig(
+        vocab_size=cfg["vocab_size"],
+        hidden_size=cfg["hidden_size"],
+        intermediate_size=cfg["intermediate_size"],
+        moe_intermediate_size=cfg["moe_intermediate_size"],
+        num_hidden_layers=cfg["num_hidden_layers"],
+        num_attention_heads=cfg["num_attention_heads"],
+        num_key_value_heads=cfg["num_key_value_heads"],
+        head_dim=cfg["head_dim"],
+        v_head_dim=cfg["v_head_dim"],
+        sliding_window=cfg["sliding_window"],
+        layer_types=[
+            "sliding_attention" if p else "full_attention" for p in pattern
+        ],
+        mlp_layer_types=["sparse" if f else "dense" for f in cfg["moe_layer_freq"]],
+        n_routed_experts=cfg["n_routed_experts"],
+        num_experts_per_tok=cfg["num_experts_per_tok"],
+        n_group=cfg["n_group"],
+        topk_group=cfg["topk_group"],
+        norm_topk_prob=cfg["norm_topk_prob"],
+        routed_scaling_factor=cfg.get("routed_scaling_factor") or 1.0,
+        rms_norm_eps=cfg["layernorm_epsilon"],
+        hidden_act=cfg["hidden_act"],
+        attention_bias=cfg.get("attention_bias", False),
+        attention_value_scale=cfg.get("attention_value_scale"),
+        max_position_embeddings=cfg["max_position_embeddings"],
+        tie_word_embeddings=cfg.get("tie_word_embeddings", False),
+        rope_parameters={
+            "full_attention": {
+                "rope_type": "default",
+                "rope_theta": cfg["rope_theta"],
+                "partial_rotary_factor": rotary,
+            },
+            "sliding_attention": {
+                "rope_type": "default",
+                "rope_theta": cfg["swa_rope_theta"],
+                "partial_rotary_factor": rotary,
+            },
+        },
+    )
+    config._attn_implementation = "eager"
+    model = MiMoV2FlashForCausalLM(config).eval()
+
+    state = {}
+    fused = cfg.get("attention_projection_layout") == "fused_qkv"
+    blocks = cfg["num_key_value_heads"]
+    for name, tensor in weights.items():
+        if not name.startswith(("model.", "lm_head.")):
+            continue
+        parts = name.split(".")
+        if name.startswith("model.layers."):
+            layer = int(parts[2])
+            prefix = ".".join(parts[:3])
+            rest = ".".join(parts[3:])
+            if rest == "self_attn.qkv_proj.weight" and fused:
+                swa = pattern[layer] == 1
+                heads = cfg["num_attention_heads"]
+                kv = cfg["swa_num_key_value_heads" if swa else "num_key_value_heads"]
+                hd, vhd = cfg["head_dim"], cfg["v_head_dim"]
+                sizes = [heads * hd // blocks, kv * hd // blocks, kv * vhd // blocks]
+                qs, ks, vs = zip(*(b.split(sizes) for b in tensor.chunk(blocks)))
+                for proj, chunks in zip("qkv", (qs, ks, vs)):
+                    state[f"{prefix}.self_attn.{proj}_proj.weight"] = torch.cat(chunks)
+                continue
+            if rest == "self_attn.attention_sink_bias":
+                state[f"{prefix}.self_attn.sinks"] = tensor
+                continue
+            if rest.startswith("mlp.experts."):
+                expert, proj = int(parts[5]), parts[6]
+                state.setdefault(f"{prefix}.mlp.experts", {})[(expert, proj)] = tensor
+                continue
+        state[name] = tensor
+    for key in [k for k in state if k.endswith(".mlp.experts")]:
+        per = state.pop(key)
+        n = cfg["n_routed_experts"]
+        state[key + ".gate_up_proj"] = torch.stack(
+            [torch.cat([per[(e, "gate_proj")], per[(e, "up_proj")]]) for e in range(n)]
+        )
+        state[key + ".down_proj"] = torch.stack(
+            [per[(e, "down_proj")] for e in range(n)]
+        )
+    for i, layer in enumerate(model.model.layers):
+        attn = layer.self_attn
+        name = f"model.layers.{i}.self_attn.sinks"
+        if attn.sinks is not None and name not in state:
+            attn.sinks = None  # this layer has no sinks in the checkpoint
+    # the router's e_score_correction_bias is a buffer there
+    params = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    params = {k: v for k, v in params.items() if not k.endswith("inv_freq")}
+    missing = sorted(set(params) - set(state))
+    unknown = sorted(set(state) - set(params))
+    if missing or unknown:
+        raise KeyError(f"weights not mapped: missing {missing}, unknown {unknown}")
+    with torch.no_grad():
+        for name, tensor in state.items():
+            if params[name].shape != tensor.shape:
+                raise ValueError(f"{name}: {tuple(tensor.shape)} vs {params[name].shape}")
+            params[name].copy_(tensor.to(params[name].dtype))
+    return model.to(dtype)
+
+
+def text_logprobs(model, input_ids):
+    """Log-softmax of the next-token logits at every position of ``input_ids`` (one
+    sequence, positions 0..n-1), in float64."""
+    with torch.no_grad():
+        ids = torch.tensor([list(input_ids)])
+        logits = model(input_ids=ids).logits[0]
+    return torch.log_softmax(logits.double(), dim=-1)
