@@ -76,7 +76,7 @@ def sh(*argv, check=True, **kw):
 
 
 class Fabric:
-    def __init__(self, n, base, mtu=9000, small_disk=None):
+    def __init__(self, n, base, mtu=9000, small_disk=None, node_env=None):
         _count[0] += 1
         self.n = n
         self.dir = Path(base)
@@ -87,6 +87,7 @@ class Fabric:
         self.addrs = [f"{SUBNET}.{10 + i}" for i in range(n)]
         self.mtu = mtu
         self.small_disk = small_disk or {}
+        self.node_env = node_env or {}  # {node: {NAME: value}} of its ssh sessions
         self.models = self.dir / "models"  # the path every node sees as its own
         self.sshd = []
         self.ssh_config = self.dir / "ssh_config"
@@ -130,6 +131,9 @@ class Fabric:
                 f"PidFile {node / 'sshd.pid'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
                 "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
                 "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+                + "".join(
+                    f"SetEnv {k}={v}\n" for k, v in self.node_env.get(i, {}).items()
+                )
             )
             if i in self.small_disk:
                 mount = (

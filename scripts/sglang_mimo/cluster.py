@@ -497,7 +497,10 @@ def cmd_start(cl, args):
         if why:
             return f"cannot reach it over ssh: {why}"
         if proc.returncode:
-            err = (proc.stderr or proc.stdout).strip().splitlines()
+            err = [
+                x for x in (proc.stderr or proc.stdout).strip().splitlines()
+                if x.strip() and not x.startswith("Run 'docker")  # docker's usage hint
+            ]  # fmt: skip
             return f"start exited {proc.returncode}: {err[-1] if err else ''}"
         say(f"{cl.where(r)}: started {cl.rank_name(r)}")
         return None
@@ -506,11 +509,14 @@ def cmd_start(cl, args):
     # The head first: it holds the torch.distributed store the others join.
     err = start(0)
     if err:
-        failed[0] = err
-    else:
-        for r, err in zip(range(1, cl.n), cl.each(start, range(1, cl.n))):
-            if err:
-                failed[r] = err
+        say(f"{cl.where(0)}: failed to start: {err}", file=sys.stderr)
+        if cl.n > 1:
+            say("the other ranks were not started (they would wait for the head)",
+                file=sys.stderr)  # fmt: skip
+        return EXIT_FAIL
+    for r, err in zip(range(1, cl.n), cl.each(start, range(1, cl.n))):
+        if err:
+            failed[r] = err
     deadline = time.monotonic() + args.settle
     while time.monotonic() < deadline:
         time.sleep(min(1.0, max(deadline - time.monotonic(), 0)))
