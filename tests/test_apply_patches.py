@@ -351,3 +351,14 @@ def test_fetch_honours_dir(tmp_path, pinned_wheel):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(dest / pinned_wheel.name)
     assert not build.exists()
+
+
+def test_repo_comes_from_paths(series_tree, tmp_path):
+    """The script reads the series and pin where sglang_mimo.paths says:
+    SGLANG_MIMO_REPO when set."""
+    repo = tmp_path / "repo"
+    shutil.copytree(series.paths.PATCHES, repo / "patches")
+    (repo / "patches" / "series").write_text(PATCHES[0] + "\n")
+    proc = run_apply("--check", series_tree, env={"SGLANG_MIMO_REPO": str(repo)})
+    assert proc.returncode == 0, proc.stderr
+    assert lines(proc) == {PATCHES[0]: "applies"}

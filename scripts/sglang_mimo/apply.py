@@ -43,6 +43,8 @@ Environment:
                                  (default: build/ in this repository; for the
                                  copy an installed sglang-mimo ships:
                                  ~/.cache/sglang-mimo)
+  SGLANG_MIMO_REPO=DIR           read patches/ (series, pin) from DIR instead
+                                 of the repository this script is in
 
 Exit codes:
   0  done (or --check: the whole series is applied or applies cleanly)
