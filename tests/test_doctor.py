@@ -137,18 +137,41 @@ def fake_smi(tmp_path, monkeypatch, stdout, rc=0):
 @pytest.mark.parametrize(
     "rows, status, text",
     [
-        ("580.95.05, NVIDIA GB10, [N/A]", "pass",
+        ("580.95.05, NVIDIA GB10, [N/A], 12.1", "pass",
          "driver 580.95.05 runs CUDA 13 (1 x NVIDIA GB10 ([N/A]))"),
-        ("580.65.06, NVIDIA H200, 143771 MiB\n580.65.06, NVIDIA H200, 143771 MiB", "pass",
-         "driver 580.65.06 runs CUDA 13 (2 x NVIDIA H200 (143771 MiB))"),
-        ("570.172.08, NVIDIA H200, 143771 MiB", "fail",
+        ("580.65.06, NVIDIA H200, 143771, 9.0\n580.65.06, NVIDIA H200, 143771, 9.0", "pass",
+         "driver 580.65.06 runs CUDA 13 (2 x NVIDIA H200 (140 GiB))"),
+        ("570.172.08, NVIDIA H200, 143771, 9.0", "fail",
          "driver 570.172.08 is older than 580.65.06: it cannot run the images' CUDA 13.0"),
-        ("580.65.05, NVIDIA H100 80GB HBM3, 81559 MiB", "fail", "is older than 580.65.06"),
+        ("580.65.05, NVIDIA H100 80GB HBM3, 81559, 9.0", "fail", "is older than 580.65.06"),
     ],
 )  # fmt: skip
 def test_driver_version(tmp_path, monkeypatch, rows, status, text):
     fake_smi(tmp_path, monkeypatch, rows)
     r = doctor.check_driver()
+    assert r["status"] == status and text in r["message"], r
+
+
+H200 = "\n".join(["580.95.05, NVIDIA H200, 143771, 9.0"] * 8)
+
+
+@pytest.mark.parametrize(
+    "rows, want, status, text",
+    [
+        (H200, ("9.0", 8, 141), "pass", "8 x NVIDIA H200, compute capability 9.0, 140 GiB each"),
+        ("580.95.05, NVIDIA GB10, [N/A], 12.1", ("12.1", 1, 128), "pass",
+         "1 x NVIDIA GB10, compute capability 12.1"),
+        ("580.95.05, NVIDIA GB10, [N/A], 12.1", ("9.0", 1, 128), "fail",
+         "compute capability 12.1 (NVIDIA GB10), the image is built for 9.0"),
+        (H200.split("\n", 4)[-1], ("9.0", 8, 141), "fail",
+         "4 GPU(s) here, the recipe needs 8 per node"),
+        ("\n".join(["580.95.05, NVIDIA H100 80GB HBM3, 81559, 9.0"] * 8), ("9.0", 8, 141),
+         "fail", "80 GiB per GPU, the recipe is sized for 141 GiB"),
+    ],
+)  # fmt: skip
+def test_gpu_against_the_recipe(tmp_path, monkeypatch, rows, want, status, text):
+    fake_smi(tmp_path, monkeypatch, rows)
+    r = doctor.check_gpu(*want)
     assert r["status"] == status and text in r["message"], r
 
 
@@ -187,6 +210,7 @@ def test_cli_exit_codes_and_json(gb10, tmp_path):
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert {r["check"]: r["status"] for r in results} == {
         "nic": "pass", "hca": "pass", "addr": "skip", "disk": "skip", "driver": "skip",
+        "gpu": "skip",
     }  # fmt: skip
     bad = run_cli("doctor", "--nic", "ens10f0", "--skip", "driver")
     assert bad.returncode == 1

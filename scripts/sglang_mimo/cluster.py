@@ -62,6 +62,8 @@ DOCTOR_SCRIPT = HERE / "doctor.py"
 ALLREDUCE_SCRIPT = HERE / "allreduce.py"
 LOG_DIR = "/var/tmp/sglang-mimo"
 READY_LINE = "The server is fired up and ready to roll!"
+# The compute capability each image target is built for (docker/docker-bake.hcl).
+IMAGE_ARCH = {"sm90": "9.0", "sm121a": "12.1"}
 INVENTORY_KEYS = {
     "recipe", "hosts", "rank_addr", "head_addr", "nic", "ib_hca", "model_path",
     "runner", "image", "python", "log_dir", "ssh_options", "env", "restart",
@@ -760,6 +762,16 @@ def node_check(cl, r, model_bytes, skip, python="python3"):
             argv += [flag, value]
     if model_bytes is not None:
         argv += ["--model-bytes", str(model_bytes)]
+    hw = cl.recipe["hardware"]
+    argv += [
+        "--gpus",
+        str(hw["gpus_per_node"]),
+        "--gpu-memory-gib",
+        str(hw["gpu_memory_gib"]),
+    ]
+    arch = IMAGE_ARCH.get(cl.recipe["image"]["target"])
+    if arch:
+        argv += ["--gpu-arch", arch]
     for s in skip:
         argv += ["--skip", s]
     prefix = ""

@@ -1,7 +1,8 @@
 """Preflight checks of one node before a rank of a recipe starts on it.
 
     doctor [--nic IF] [--ib-hca DEV] [--rank-addr ADDR] [--model-path PATH]
-           [--model-bytes N] [--skip CHECK ...] [--json]
+           [--model-bytes N] [--gpu-arch X.Y] [--gpus N] [--gpu-memory-gib G]
+           [--skip CHECK ...] [--json]
 
 Each check ends pass / warn / fail / skip with one line of cause and, when it does
 not pass, one line of fix:
@@ -16,6 +17,8 @@ not pass, one line of fix:
     disk     free disk for the checkpoint at --model-path (--model-bytes: its size on
              the head, which ``cluster doctor`` passes)
     driver   the NVIDIA driver supports CUDA 13 (both images are cu130)
+    gpu      the GPUs' compute capability is the image's (--gpu-arch), as many as the
+             recipe's per node (--gpus), with its memory per GPU (--gpu-memory-gib)
 
 Values come from the flags or SGLANG_MIMO_NIC, SGLANG_MIMO_IB_HCA, SGLANG_MIMO_RANK_ADDR,
 SGLANG_MIMO_MODEL_PATH. ``sglang-mimo cluster doctor`` runs this file on every rank
@@ -39,7 +42,7 @@ CUDA_MAJOR = 13
 MIN_DRIVER = (580, 65, 6)
 MIN_DRIVER_TEXT = "580.65.06"
 
-CHECKS = ("nic", "hca", "addr", "disk", "driver")
+CHECKS = ("nic", "hca", "addr", "disk", "driver", "gpu")
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 # Interfaces that are never the fabric: suggestions leave them out.
 _NOT_FABRIC = (
@@ -331,42 +334,97 @@ def parse_version(text):
     return tuple(parts)
 
 
-def check_driver():
+def query_gpus():
+    """(rows, error): per GPU [driver_version, name, memory.total MiB, compute_cap]."""
     smi = shutil.which("nvidia-smi")
     if not smi:
+        return None, "no NVIDIA driver (nvidia-smi not found)"
+    out = subprocess.run(
+        [smi, "--query-gpu=driver_version,name,memory.total,compute_cap",
+         "--format=csv,noheader,nounits"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    lines = [r for r in out.stdout.splitlines() if r.strip()]
+    if out.returncode or not lines:
+        why = (out.stderr or out.stdout).strip().splitlines()
+        return (
+            None,
+            f"nvidia-smi failed: {why[-1] if why else f'exit {out.returncode}'}",
+        )
+    return [([c.strip() for c in r.split(",")] + ["", "", ""])[:4] for r in lines], None
+
+
+def _memory(mib):
+    return f"{int(mib) / 1024:.0f} GiB" if mib.isdigit() else mib
+
+
+def check_driver(gpus=None):
+    rows, err = gpus if gpus is not None else query_gpus()
+    if err and err.startswith("no NVIDIA driver"):
         return result(
-            "driver", FAIL, "no NVIDIA driver (nvidia-smi not found)",
+            "driver", FAIL, err,
             f"install the NVIDIA driver {MIN_DRIVER_TEXT} or newer (CUDA {CUDA_MAJOR}) "
             "and the NVIDIA Container Toolkit",
         )  # fmt: skip
-    out = subprocess.run(
-        [smi, "--query-gpu=driver_version,name,memory.total", "--format=csv,noheader"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    rows = [r for r in out.stdout.splitlines() if r.strip()]
-    if out.returncode or not rows:
-        why = (out.stderr or out.stdout).strip().splitlines()
+    if err:
         return result(
-            "driver", FAIL,
-            f"nvidia-smi failed: {why[-1] if why else f'exit {out.returncode}'}",
+            "driver", FAIL, err,
             "the driver is not loaded or does not match the kernel module: reboot, or "
             "reinstall the driver",
         )  # fmt: skip
-    version, name, memory = (c.strip() for c in (rows[0].split(",") + ["", ""])[:3])
-    gpus = f"{len(rows)} x {name}" + (f" ({memory})" if memory else "")
+    version, name, memory, _ = rows[0]
+    what = f"{len(rows)} x {name}" + (f" ({_memory(memory)})" if memory else "")
     if parse_version(version) < MIN_DRIVER:
         return result(
             "driver", FAIL,
             f"driver {version} is older than {MIN_DRIVER_TEXT}: it cannot run the "
-            f"images' CUDA {CUDA_MAJOR}.0 ({gpus})",
+            f"images' CUDA {CUDA_MAJOR}.0 ({what})",
             f"upgrade the driver to {MIN_DRIVER_TEXT} or newer (the 580 branch or later)",
         )  # fmt: skip
-    return result("driver", PASS, f"driver {version} runs CUDA {CUDA_MAJOR} ({gpus})")
+    return result("driver", PASS, f"driver {version} runs CUDA {CUDA_MAJOR} ({what})")
+
+
+def check_gpu(arch=None, count=None, memory_gib=None, gpus=None):
+    """The GPUs match the image's arch (compute capability), the recipe's GPUs per node
+    and its memory per GPU."""
+    if not (arch or count or memory_gib):
+        return result(
+            "gpu", SKIP, "no recipe values given (--gpu-arch, --gpus, --gpu-memory-gib)"
+        )
+    rows, err = gpus if gpus is not None else query_gpus()
+    if err:
+        return result("gpu", SKIP, f"no GPU information ({err})")
+    problems, fixes = [], []
+    caps = sorted({r[3] for r in rows})
+    if arch and caps != [arch]:
+        problems.append(
+            f"compute capability {', '.join(caps)} ({rows[0][1]}), the image is built "
+            f"for {arch}"
+        )
+        fixes.append(
+            "the sm90 image and recipes for H100/H200 (9.0), sm121a for GB10 (12.1)"
+        )
+    if count and len(rows) < count:
+        problems.append(f"{len(rows)} GPU(s) here, the recipe needs {count} per node")
+        fixes.append("a recipe for this node's GPUs, or check `nvidia-smi -L`")
+    mems = [int(r[2]) for r in rows if r[2].isdigit()]
+    if memory_gib and mems and min(mems) < memory_gib * 1024 * 0.97:
+        problems.append(
+            f"{min(mems) / 1024:.0f} GiB per GPU, the recipe is sized for {memory_gib} GiB"
+        )
+        fixes.append("a recipe sized for this GPU (`sglang-mimo launch --list`)")
+    if problems:
+        return result("gpu", FAIL, "; ".join(problems), "; ".join(fixes))
+    mem = f", {min(mems) / 1024:.0f} GiB each" if mems else ""
+    return result(
+        "gpu", PASS, f"{len(rows)} x {rows[0][1]}, compute capability {caps[0]}{mem}"
+    )
 
 
 def run_checks(values, skip=()):
     root = sys_root()
     nic = values.get("nic")
+    gpus = query_gpus() if not {"driver", "gpu"} <= set(skip) else (None, "skipped")
     out = []
     for name in CHECKS:
         if name in skip:
@@ -382,7 +440,12 @@ def run_checks(values, skip=()):
         elif name == "disk":
             out.append(check_disk(values.get("model_path"), values.get("model_bytes")))
         elif name == "driver":
-            out.append(check_driver())
+            out.append(check_driver(gpus))
+        elif name == "gpu":
+            out.append(
+                check_gpu(values.get("gpu_arch"), values.get("gpus"),
+                          values.get("gpu_memory_gib"), gpus)
+            )  # fmt: skip
     return out
 
 
@@ -411,6 +474,13 @@ def _options(p):
         "--model-path", help="checkpoint directory ($SGLANG_MIMO_MODEL_PATH)"
     )
     p.add_argument("--model-bytes", type=int, help="the checkpoint's size in bytes")
+    p.add_argument(
+        "--gpu-arch", help="compute capability the image is built for (9.0, 12.1)"
+    )
+    p.add_argument("--gpus", type=int, help="GPUs the recipe uses per node")
+    p.add_argument(
+        "--gpu-memory-gib", type=float, help="memory per GPU the recipe is sized for"
+    )
     p.add_argument("--skip", action="append", default=[], choices=CHECKS,
                    help="leave a check out (repeatable)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="one JSON array of results")
@@ -432,6 +502,9 @@ def run(args, environ=None):
     environ = os.environ if environ is None else environ
     values = {k: getattr(args, k) or environ.get(env) for k, env in ENV.items()}
     values["model_bytes"] = args.model_bytes
+    values["gpu_arch"] = args.gpu_arch
+    values["gpus"] = args.gpus
+    values["gpu_memory_gib"] = args.gpu_memory_gib
     results = run_checks(values, set(args.skip))
     if args.json:
         json.dump(results, sys.stdout)
