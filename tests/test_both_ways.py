@@ -74,6 +74,15 @@ BELOW_ENGINE_ONLY = {
         "against a float64 reference and the plumbing both ways; "
         "the same cases ran compiled on an H200 (README, measurements)"
     ),
+    "0013-mimo-v2-audio-without-torchcodec.patch": (
+        "it changes what MiMo's audio path does when torchcodec is not installed, which "
+        "is aarch64 only (sglang 0.5.23 requires torchcodec everywhere else); the CPU "
+        "engine runs on x86_64 with torchcodec, which its server imports. "
+        "tests/regression/registered/unit/multimodal/processors/"
+        "test_mimo_audio_without_torchcodec.py runs preprocess_audio and has_audio_track "
+        "in an interpreter where torchcodec does not import, on real WAVs and MP4s, "
+        "and tests/test_images.py runs them in the arm64 image under QEMU"
+    ),
 }
 # What a registered test's failure on the unpatched tree must say (nodeid: text); the
 # registered files themselves carry nothing upstream would not take.
