@@ -4,15 +4,19 @@ A stand-in is what the Dockerfile needs from upstream's release image and nothin
 more: a minimal Debian root (debootstrap) with Python 3, ``patch``, the CA bundle,
 the pinned sglang wheel of that architecture installed without its dependencies,
 and the few packages that importing the patched modules needs (CPU torch, not the
-GPU stack; decord2 on arm64, as upstream's arm64 image has it). It is imported
-under the real base image's name, so the Dockerfile and the bake file run unchanged.
+GPU stack; on arm64 also what sglang installs there for media instead of torchcodec,
+decord2 and av at its pin, and torchaudio, which MiMo's audio path needs, as upstream's
+arm64 image has them). It is imported under the real base image's name, so the
+Dockerfile and the bake file run unchanged.
 
 Stand-in limits, on purpose: Debian's Python 3.11 (upstream uses 3.12; the arm64
 wheel is cp312 only, so its pure-Python files are installed into 3.11 and its Rust
 extensions are unused), CPU torch (2.13.0+cpu on amd64, 2.10.0 on arm64: the last
 CPU-only aarch64 build on PyPI) with the matching torchvision (on amd64 loaded through
 the stand-in shim in standin-files/, as PyPI's x86_64 torchvision is built for CUDA
-torch), and no nvidia-nccl-cu13.
+torch) and, on arm64, the matching torchaudio 2.10.0 (sglang pins 2.11.0 beside its
+torch 2.14.1, whose aarch64 build is CUDA's and segfaults on import under QEMU), and
+no nvidia-nccl-cu13.
 
     python3 tests/images/standin.py amd64|arm64 [--tag NAME]...
     python3 tests/images/standin.py --roots amd64 arm64    # the roots only (make image-prep)
@@ -132,8 +136,10 @@ ARCHES = {
             "torch==2.10.0",
             "triton==3.8.0",
             "torchvision==0.25.0",
+            "torchaudio==2.10.0",
             "compressed-tensors==0.18.0",
             "decord2==3.4.0",
+            "av==16.1.0",
         ],
         "shims": [],
     },
