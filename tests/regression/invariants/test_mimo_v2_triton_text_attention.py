@@ -115,7 +115,7 @@ def fill_kv_indices(req_to_token, req_pool_indices, lens, start=None):
 
     Mirrors TritonAttnBackend._fill_kv_indptr_and_indices (triton_backend.py:515-534)
     and the gather of update_sliding_window_buffer (:2845-2902), both through
-    KVIndexTranslator.pack_read_stream (mem_cache/kv_index_translator.py:537-611),
+    KVIndexTranslator.pack_read_stream (mem_cache/kv_index_translator.py:537-612),
     which for a pool that does not translate (a plain pool) launches
     create_flashinfer_kv_indices_triton on ``req_to_token`` rows, one program per
     request (num_token_blocks=1)."""
@@ -240,7 +240,7 @@ class Batch:
         return -1 if self.window is None else KERNEL_WINDOW
 
     def extend(self, prefix_lens, extend_lens):
-        """TritonAttnBackend.init_forward_metadata (extend, triton_backend.py:1083-1140)
+        """TritonAttnBackend.init_forward_metadata (extend, triton_backend.py:1063-1127)
         and forward_extend (:1669-1916)."""
         from sglang.kernels.ops.attention.extend_attention import extend_attention_fwd
 
@@ -298,7 +298,7 @@ class Batch:
         return o.view(-1, self.heads, V_HEAD_DIM), q_pos
 
     def decode(self, seq_lens):
-        """TritonAttnBackend.init_forward_metadata (decode, triton_backend.py:889-1010)
+        """TritonAttnBackend.init_forward_metadata (decode, triton_backend.py:890-1006)
         and forward_decode (:2288-2500) on CUDA (the standard grouped kernel; Lean
         decode is ROCm only)."""
         from sglang.kernels.ops.attention.decode_attention import decode_attention_fwd
