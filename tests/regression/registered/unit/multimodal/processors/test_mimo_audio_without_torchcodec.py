@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from sglang.srt.multimodal.processors import mimo_audio
 from sglang.srt.multimodal.processors.mimo_audio import MiMoAudioPipeline
 from sglang.srt.multimodal.processors.mimo_v2 import MiMoProcessor
 from sglang.test.ci.ci_register import register_cpu_ci
@@ -48,6 +49,7 @@ CHILD = textwrap.dedent("""
 
     cases = json.loads(sys.argv[1])
     out = {"audio_decoder": repr(mimo_audio.AudioDecoder), "decode": {}, "track": {}}
+    out["module"] = mimo_audio.__file__
     pipe = mimo_audio.MiMoAudioPipeline(
         audio_token_id=1, audio_start_token_id=2, audio_end_token_id=3
     )
@@ -138,6 +140,7 @@ def without_torchcodec(cases, tmp_path_factory):
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = torch.load(result, weights_only=False)
     assert out["audio_decoder"] == "None", out["audio_decoder"]
+    assert out["module"] == mimo_audio.__file__  # the same sglang as this process
     return out
 
 
