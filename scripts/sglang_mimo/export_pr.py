@@ -38,6 +38,8 @@ checkout is not clean, the branch exists, or the checkout already has the test
 file.
 """
 
+from __future__ import annotations
+
 import ast
 import os
 import re
@@ -47,6 +49,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sglang_mimo import paths, series, trees
 
@@ -305,8 +308,14 @@ def _why(patch: series.Patch, state: trees.PatchState) -> str:
 
 
 def export(
-    spec, checkout, out=None, base=None, branch=None, do_verify=False, python=None
-):
+    spec: str,
+    checkout: str | Path,
+    out: str | Path | None = None,
+    base: str | None = None,
+    branch: str | None = None,
+    do_verify: bool = False,
+    python: str | None = None,
+) -> tuple[series.Patch, str, str, list[Any], Path, Any]:
     patch = find_patch(spec)
     word = series.status_word(patch)
     if word in REFUSED:

@@ -21,12 +21,15 @@ Exit codes: 0 the series applies (or is upstream) and the audit finds no gap;
 found a gap on the new base; 5 a wheel could not be downloaded.
 """
 
+from __future__ import annotations
+
 import json
 import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from sglang_mimo import audit, changelog, docs, paths, series, tables, trees
 
@@ -39,7 +42,7 @@ FORMAT_PATCH = ["format-patch", "-1", "-N", "--full-index", "--zero-commit"]
 FORMAT_PATCH += ["--no-signature", "--stdout"]
 
 
-def work_tree(version, wheel):
+def work_tree(version: str, wheel: Path) -> Path:
     """build/rebase/sglang-VERSION: ``wheel`` as a checkout tagged vVERSION, nothing else.
 
     A tree made from the same wheel before is reset to its tag (commits, changes
@@ -62,7 +65,7 @@ def work_tree(version, wheel):
     return dest
 
 
-def try_series(version):
+def try_series(version: str) -> dict[str, Any]:
     """Fetch, unpack and check: a dict with wheels, tree, rows and audit findings."""
     wheels = trees.fetch_release_wheels(version)
     pin = paths.load_pin()
@@ -118,7 +121,7 @@ def try_series(version):
     }
 
 
-def refresh(result):
+def refresh(result: dict[str, Any]) -> tuple[list[str], list[str]]:
     """--write: regenerate the carried patches, drop the upstreamed ones, move the pin."""
     version, tree = result["version"], Path(result["tree"])
     rows = result["patches"]

@@ -11,15 +11,21 @@ Exit codes: 0 every patch is contained or applies; 1 a patch conflicts;
 2 usage; 3 TREE is not an SGLang tree; 5 the pinned wheel could not be fetched.
 """
 
+from __future__ import annotations
+
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from sglang_mimo import series, tables, trees
 
 WORDS = {"applies": "needs", "already applied": "contains", "conflicts": "conflicts"}
 
 
-def collect(tree=None, series_file=None):
+def collect(
+    tree: str | Path | None = None, series_file: str | Path | None = None
+) -> tuple[str, str | None, list[dict[str, Any]]]:
     """(tree, version, rows): one dict per patch of the series."""
     tree = tree or trees.pinned_tree()
     kwargs = {"series_file": series_file} if series_file else {}
