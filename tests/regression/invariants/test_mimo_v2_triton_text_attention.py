@@ -21,11 +21,16 @@ reference of MiMo's attention written from transformers' ``MiMoV2FlashAttention`
   kernel and the reference take the same scaled v.
 
 Shapes are one TP-4 rank's (the recipe's): full layers 16 query / 1 KV head, sliding
-layers 16 / 2. The kernels get the window the patched model passes to
-``RadixAttention`` (``sliding_window_size - 1``, patch 0012: SGLang's window does not
-count the query's own key); the unpatched model passes 128, which is the model's
-business, not the kernel's: this file tests the kernel contract with the window 0012
-gives it, on both trees.
+layers 16 / 2. Two windows are in play, as in the backend: the kernels' masks get the
+window the patched model passes to ``RadixAttention`` (``sliding_window_size - 1``,
+patch 0012: SGLang's window does not count the query's own key); the sliding-window
+KV gathers (``update_sliding_window_buffer``) get the backend's own window,
+``model_runner.sliding_window_size``, which for MiMo is the config's 128 (MiMo's model
+class has no ``get_attention_sliding_window_size``; checked on the CPU below). Decode
+masks nothing: it attends to the gathered ``min(seq_len, 128)`` keys, its own
+included. The unpatched model passes 128 to the kernels, which is the model's
+business, not the kernels': this file tests the kernel contract with the windows the
+patched model gives, on both trees.
 
 Index arguments are built as the backend builds them for a plain KV pool with page
 size 1; triton_backend.py imports ``sgl_kernel`` on CUDA, so its helpers cannot be
@@ -61,6 +66,10 @@ TP = 4  # the GB10 recipe's --tp-size
 # One TP-4 rank of the released configs (checked by test_shapes_are_the_released_ones).
 SLIDING_WINDOW_SIZE = 128  # keys a query sees, its own included
 KERNEL_WINDOW = SLIDING_WINDOW_SIZE - 1  # what RadixAttention gets (patch 0012)
+# TritonAttnBackend.sliding_window_size (triton_backend.py:217) is
+# model_runner.sliding_window_size, resolve_sliding_window_size
+# (model_runner_components/load_model_utils.py:144-157): the config's value for MiMo
+BACKEND_WINDOW = SLIDING_WINDOW_SIZE
 HEAD_DIM, V_HEAD_DIM = 192, 128
 VALUE_SCALE = 0.707
 LAYERS = {
@@ -255,7 +264,7 @@ class Batch:
         window_offsets = None
         if self.window is not None:
             kv_indptr, kv_indices, _, window_offsets = window_kv_indices(
-                self.req_to_token, self.req_pool_indices, prefix, KERNEL_WINDOW
+                self.req_to_token, self.req_pool_indices, prefix, BACKEND_WINDOW
             )
         qo_indptr = torch.zeros(len(extend_lens) + 1, dtype=torch.int64, device=dev)
         qo_indptr[1:] = torch.cumsum(ext, dim=0)
@@ -313,7 +322,7 @@ class Batch:
         )
         if self.window is not None:
             kv_indptr, kv_indices, _, _ = window_kv_indices(
-                self.req_to_token, self.req_pool_indices, lens, KERNEL_WINDOW
+                self.req_to_token, self.req_pool_indices, lens, BACKEND_WINDOW
             )
         bs = len(seq_lens)
         # the backend sizes the buffers with the model's heads per rank (64 // 4 query
@@ -450,24 +459,9 @@ def test_extend_matches_mimo_reference(case, layer, dtype):
     check(f"extend {case} {layer} {dtype}", batch, out, q_pos)
 
 
-# Found by this file (not patched: reported): in decode, update_sliding_window_buffer
-# hands the kernel the last min(seq_len, window) keys, seq_len counting the new token,
-# so a sliding layer sees `window` keys with its own, one fewer than in extend (window
-# + 1; FlashInfer's decode clamps to window + 1 too). With 0012's window 127 a decode
-# step sees 127 keys, MiMo's reference 128 (unpatched: 128 in decode, 129 in extend).
-DECODE_WINDOW_SHORT = pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="Triton decode gives a sliding-window layer one key fewer than extend "
-    "(update_sliding_window_buffer: min(seq_len, window) with the new token counted)",
-)
-
-
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
-@pytest.mark.parametrize(
-    "layer", [pytest.param("sliding", marks=DECODE_WINDOW_SHORT), "full"]
-)
+@pytest.mark.parametrize("layer", list(LAYERS))
 def test_decode_matches_mimo_reference(layer, dtype):
     batch = Batch(DECODE, layer, dtype, seed=3)
     out, q_pos = batch.decode(DECODE)
@@ -477,13 +471,15 @@ def test_decode_matches_mimo_reference(layer, dtype):
 # --- on the CPU ---------------------------------------------------------------------
 
 
+def released_text_config(name):
+    cfg = json.loads((REPO / "recipes" / "configs" / name / "config.json").read_text())
+    return cfg.get("text_config", cfg)
+
+
 def test_shapes_are_the_released_ones():
     """The constants above are one TP-4 rank of both released configs."""
     for name in CONFIGS:
-        cfg = json.loads(
-            (REPO / "recipes" / "configs" / name / "config.json").read_text()
-        )
-        cfg = cfg.get("text_config", cfg)
+        cfg = released_text_config(name)
         assert cfg["sliding_window_size"] == SLIDING_WINDOW_SIZE, name
         assert cfg["attention_value_scale"] == VALUE_SCALE, name
         assert cfg["head_dim"] == cfg["swa_head_dim"] == HEAD_DIM, name
@@ -508,7 +504,13 @@ import sys, torch
 sys.path.insert(0, {here!r})
 import test_mimo_v2_triton_text_attention as t
 from sglang.srt.layers.attention.triton_backend import update_sliding_window_buffer
+from sglang.srt.configs.model_config import ModelConfig
 from sglang.srt.mem_cache.kv_index_translator import KVIndexTranslator
+from sglang.srt.model_executor.model_runner_components.load_model_utils import (
+    resolve_sliding_window_size,
+)
+from sglang.srt.models.mimo_v2 import MiMoV2FlashForCausalLM, MiMoV2ForCausalLM
+from types import SimpleNamespace
 from sglang.srt.runtime_context import reset_context
 from sglang.srt.server_args import ServerArgs
 from sglang.test.parallel_groups import publish
@@ -541,6 +543,14 @@ translator.pack_read_stream(
 )
 want = t.fill_kv_indices(req_to_token, rows, seq_lens)
 assert torch.equal(indptr, want[0]) and torch.equal(out, want[1])
+# the backend's window for MiMo: the config's sliding_window_size, as SGLang resolves it
+for cls, name in ((MiMoV2ForCausalLM, "MiMo-V2.5"), (MiMoV2FlashForCausalLM, "MiMo-V2-Flash")):
+    cfg = t.released_text_config(name)
+    model_config = SimpleNamespace(hf_text_config=SimpleNamespace(**cfg))
+    model_config.is_hybrid_swa = True
+    model_config.attention_chunk_size = None
+    model_config.sliding_window_size = ModelConfig._get_sliding_window_size(model_config)
+    assert resolve_sliding_window_size(cls, model_config) == t.BACKEND_WINDOW, name
 print("ok", want[1].numel(), got[1].numel())
 """
 
