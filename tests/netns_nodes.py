@@ -131,9 +131,13 @@ class Fabric:
                 f"PidFile {node / 'sshd.pid'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
                 "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
                 "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-                + "".join(
-                    f"SetEnv {k}={v}\n" for k, v in self.node_env.get(i, {}).items()
-                )
+                # One SetEnv line: sshd keeps the first SetEnv directive only.
+                + (
+                    "SetEnv " + " ".join(
+                        f"{k}={v}" for k, v in self.node_env[i].items()
+                    ) + "\n"
+                    if self.node_env.get(i) else ""
+                )  # fmt: skip
             )
             if i in self.small_disk:
                 mount = (

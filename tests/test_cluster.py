@@ -14,6 +14,7 @@ Needs root, ``ip netns`` and OpenSSH's sshd: skipped, saying which is missing, e
 import json
 import os
 import re
+import resource
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from netns_nodes import HCA, NIC, Fabric, unavailable  # noqa: E402
+
+sys.path.insert(0, str(REPO / "scripts"))
+from sglang_mimo.doctor import _size as doctor_size  # noqa: E402
 
 WHY = unavailable()
 pytestmark = pytest.mark.skipif(WHY is not None, reason=f"cluster test: {WHY}")
@@ -36,15 +40,29 @@ CHECKPOINT = {"config.json": 2000, "model-00001-of-00002.safetensors": 600_000,
 @pytest.fixture(scope="module")
 def fab(tmp_path_factory):
     base = tmp_path_factory.mktemp("fabric")
-    # Node 3's disk holds 1 MiB: the 1.2 MB checkpoint does not fit there.
-    with Fabric(4, base, small_disk={3: "1m"}) as f:
-        sysroot = base / "sys"
+    # Each node's /sys: its namespace's own class/net, and a made-up RDMA device whose
+    # RoCE GID table holds the node's own address (the kernel's layout: link-local v1
+    # and v2, then the IPv4-mapped GID as v1 and v2), given to its ssh sessions.
+    node_env = {}
+    for i in range(4):
+        sysroot = base / f"sys-{i}"
         (sysroot / "class").mkdir(parents=True)
         (sysroot / "class" / "net").symlink_to("/sys/class/net")  # each namespace's own
-        dev = sysroot / "class" / "infiniband" / HCA
-        (dev / "device" / "net" / NIC).mkdir(parents=True)
-        (dev / "ports" / "1").mkdir(parents=True)
-        (dev / "ports" / "1" / "state").write_text("4: ACTIVE\n")
+        make_gids(sysroot, f"192.0.2.{10 + i}")
+        node_env[i] = {"SGLANG_MIMO_SYS_ROOT": str(sysroot)}
+    # Node 1's clock runs 30 s ahead (its `date`, what the head's clock probe reads).
+    fakebin = base / "bin-1"
+    fakebin.mkdir()
+    (fakebin / "date").write_text(
+        "#!/bin/sh\n"
+        f"exec {sys.executable} -c 'import time; print(\"%.9f\" % (time.time() + 30))'\n"
+    )
+    (fakebin / "date").chmod(0o755)
+    # (sshd sets PATH itself; root's non-interactive bash reads $BASH_ENV first.)
+    (fakebin / "env.sh").write_text(f'PATH="{fakebin}:$PATH"\n')
+    node_env[1]["BASH_ENV"] = str(fakebin / "env.sh")
+    # Node 3's disk holds 1 MiB: the 1.2 MB checkpoint does not fit there.
+    with Fabric(4, base, small_disk={3: "1m"}, node_env=node_env) as f:
         ckpt = f.models / "MiMo-V2.5"  # the head's checkpoint (this namespace's view)
         ckpt.mkdir()
         for name, size in CHECKPOINT.items():
@@ -57,7 +75,7 @@ def fab(tmp_path_factory):
             f'exec {sys.executable} "$@"\n'
         )
         wrapper.chmod(0o755)
-        f.sysroot, f.ckpt, f.python, f.logs = sysroot, ckpt, wrapper, base / "logs"
+        f.ckpt, f.python, f.logs = ckpt, wrapper, base / "logs"
         f.inventory = base / "cluster.yaml"
         f.inventory.write_text(
             json.dumps(
@@ -78,12 +96,32 @@ def fab(tmp_path_factory):
         yield f
 
 
+def make_gids(sysroot, addr, nic=NIC, hca=HCA):
+    dev = sysroot / "class" / "infiniband" / hca
+    (dev / "device" / "net" / nic).mkdir(parents=True)
+    port = dev / "ports" / "1"
+    (port / "gid_attrs" / "types").mkdir(parents=True)
+    (port / "gids").mkdir()
+    (port / "state").write_text("4: ACTIVE\n")
+    (port / "link_layer").write_text("Ethernet\n")
+    a, b, c, d = (int(x) for x in addr.split("."))
+    mapped = f"0000:0000:0000:0000:0000:ffff:{a:02x}{b:02x}:{c:02x}{d:02x}"
+    table = ["fe80:0000:0000:0000:0000:00ff:fe00:0001"] * 2 + [mapped] * 2
+    for i in range(8):
+        (port / "gids" / str(i)).write_text(
+            (table[i] if i < 4 else "0000:0000:0000:0000:0000:0000:0000:0000") + "\n"
+        )
+        if i < 4:  # the kernel gives no type for an empty entry
+            (port / "gid_attrs" / "types" / str(i)).write_text(
+                ("RoCE v2" if i % 2 else "IB/RoCE v1") + "\n"
+            )
+
+
 def cluster(fab, action, *args, timeout=240):
     """``sglang-mimo cluster ACTION --inventory ...`` on the head (node 0)."""
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO / "scripts"),
-        "SGLANG_MIMO_SYS_ROOT": str(fab.sysroot),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     t0 = time.monotonic()
@@ -114,22 +152,77 @@ def leftovers(marker):
 
 
 def test_doctor_passes_on_a_good_fabric_and_all_reduces(fab):
-    proc = cluster(fab, "doctor", "--skip", "driver", "--skip", "disk",
+    # memlock: the sshd here runs with this test's limit (its own test below).
+    proc = cluster(fab, "doctor", "--skip", "driver", "--skip", "disk", "--skip", "memlock",
                    "--backend", "gloo", "--mib", "1", "--timeout", "90")  # fmt: skip
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
+    # The namespaces share this machine's /dev/shm: a warning where it is under 32g.
+    st = os.statvfs("/dev/shm")
+    shm = "PASS" if st.f_blocks * st.f_frsize >= 32 * 2**30 else "WARN"
     for r in range(4):
         assert f"rank {r} PASS  ssh" in out
         assert re.search(rf"rank {r} PASS  nic +{NIC} MTU 9000, up", out)
         assert re.search(rf"rank {r} PASS  hca +{HCA} port 1 ACTIVE", out)
         assert re.search(rf"rank {r} PASS  addr +{fab.addrs[r]} is on {NIC}", out)
+        # Each node's own GID table: index 3 is the RoCE v2 GID of its address.
+        assert re.search(rf"rank {r} PASS  gid +{HCA} port 1: RoCE v2 GID 3 is "
+                         rf"{fab.addrs[r]}'s \(NCCL_IB_GID_INDEX unset", out)  # fmt: skip
+        assert re.search(
+            rf"rank {r} {shm} +shm +/dev/shm is .*the recipe's --shm-size 32g", out
+        )
     assert "PASS  mtu       MTU 9000 on every rank" in out
+    # Node 1's clock is 30 s ahead: a warning (the exit stays 0), with the fix.
+    assert re.search(r"WARN  clock     clocks differ from the head's by more than 1 s: "
+                     r"rank 1 \(spark-2\) \+(29|30|31)\.\d s", out), out  # fmt: skip
+    assert "fix: synchronize the clocks: NTP on every node" in out
     assert (
         "PASS  addrs     head 192.0.2.10:20000 is rank 0's address; 4 distinct" in out
     )
     (ar,) = lines_of(proc, "allreduce")
     assert re.search(r"PASS  allreduce gloo all-reduce of 1 MiB across 4 rank", ar), ar
     assert re.search(r"bus bandwidth [0-9.]+ GB/s", ar)
+
+
+def test_doctor_memlock_of_the_exec_ranks_session_and_of_the_docker_line(fab):
+    """An exec rank runs under its ssh session's ``ulimit -l`` (this test's, which each
+    sshd inherited); a docker rank under the rendered line's ``--ulimit memlock=-1``."""
+    soft = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+    proc = cluster(fab, "doctor", "--only", "memlock", "--json")
+    got = {x["rank"]: x for x in json.loads(proc.stdout)}
+    for r in range(4):
+        if soft == resource.RLIM_INFINITY:
+            assert got[r]["status"] == "pass", got[r]
+            continue
+        want = "fail" if soft < 16 * 2**30 else "warn"
+        assert got[r]["status"] == want and got[r]["message"].startswith(
+            f"locked memory limited to {doctor_size(soft)} (ulimit -l of this session)"
+        ), got[r]
+        assert "memlock unlimited" in got[r]["fix"]
+    assert proc.returncode == (
+        0 if soft == resource.RLIM_INFINITY or want == "warn" else 1
+    )
+    docker = cluster(fab, "doctor", "--only", "memlock", "--runner", "docker")
+    assert docker.returncode == 0, docker.stdout + docker.stderr
+    for r in range(4):
+        assert (f"rank {r} PASS  memlock   unlimited (the docker line's --ulimit "
+                "memlock=-1)") in docker.stdout  # fmt: skip
+
+
+def test_doctor_gid_index_that_is_not_the_rocev2_gid_of_the_address(fab):
+    """NCCL_IB_GID_INDEX as the site sets it (--env): 2 is each node's RoCE v1 GID."""
+    proc = cluster(fab, "doctor", "--only", "gid", "--env", "NCCL_IB_GID_INDEX=2")
+    assert proc.returncode == 1
+    for r in range(4):
+        assert (f"rank {r} FAIL  gid       NCCL_IB_GID_INDEX=2: GID 2 of {HCA} is RoCE v1 "
+                f"(::ffff:{fab.addrs[r]}), NCCL needs RoCE v2") in proc.stdout  # fmt: skip
+    assert "fix: NCCL_IB_GID_INDEX=3 (the RoCE v2 GID of" in proc.stdout
+    good = cluster(fab, "doctor", "--only", "gid", "--env", "NCCL_IB_GID_INDEX=3")
+    assert good.returncode == 0, good.stdout
+    assert (
+        f"rank 2 PASS  gid       {HCA} port 1 GID 3: RoCE v2, ::ffff:192.0.2.12"
+        in good.stdout
+    )
 
 
 def test_doctor_names_a_wrong_interface_and_the_ones_there_are(fab):

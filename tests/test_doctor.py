@@ -125,6 +125,194 @@ def test_no_rdma_at_all(tmp_path):
     assert "mlx5_ib" in r["fix"]
 
 
+# ------------------------------------------------------------------ RoCE GID index
+
+
+def make_gids(root, dev, entries, port="1", link_layer="Ethernet"):
+    """entries: [(GID as the kernel writes it, type or None)] from index 0; the kernel
+    lists empty (all-zero) entries up to the table's size, with no type."""
+    base = root / "class" / "infiniband" / dev / "ports" / port
+    (base / "gids").mkdir(parents=True, exist_ok=True)
+    (base / "gid_attrs" / "types").mkdir(parents=True, exist_ok=True)
+    (base / "link_layer").write_text(link_layer + "\n")
+    zero = ":".join(["0000"] * 8)
+    for i, (gid, typ) in enumerate(list(entries) + [(zero, None)] * 4):
+        (base / "gids" / str(i)).write_text(gid + "\n")
+        if typ:
+            (base / "gid_attrs" / "types" / str(i)).write_text(typ + "\n")
+
+
+LINK_LOCAL = "fe80:0000:0000:0000:0ec4:7aff:fe5e:4a7c"
+V4 = "0000:0000:0000:0000:0000:ffff:c000:020a"  # 192.0.2.10
+V4_OTHER = "0000:0000:0000:0000:0000:ffff:0a00:0005"  # 10.0.0.5 (another address)
+# The order `show_gids` prints on a ConnectX: v1, v2 of the link-local, then of each IPv4.
+GB10_GIDS = [(LINK_LOCAL, "IB/RoCE v1"), (LINK_LOCAL, "RoCE v2"), (V4, "IB/RoCE v1"),
+             (V4, "RoCE v2")]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "index, status, text",
+    [
+        (None, "pass", "roceP2p1s0f0 port 1: RoCE v2 GID 3 is 192.0.2.10's "
+         "(NCCL_IB_GID_INDEX unset: NCCL picks one; =3 pins it)"),
+        ("3", "pass", "roceP2p1s0f0 port 1 GID 3: RoCE v2, ::ffff:192.0.2.10"),
+        ("2", "fail", "NCCL_IB_GID_INDEX=2: GID 2 of roceP2p1s0f0 is RoCE v1 "
+         "(::ffff:192.0.2.10), NCCL needs RoCE v2"),
+        ("1", "fail", "NCCL_IB_GID_INDEX=1: GID 1 of roceP2p1s0f0 is fe80::ec4:7aff:fe5e:4a7c, "
+         "not 192.0.2.10's"),
+        ("7", "fail", "NCCL_IB_GID_INDEX=7: roceP2p1s0f0 port 1 has no GID 7 (GIDs: "
+         "0 fe80::ec4:7aff:fe5e:4a7c v1, 1 fe80::ec4:7aff:fe5e:4a7c v2, "
+         "2 ::ffff:192.0.2.10 v1, 3 ::ffff:192.0.2.10 v2)"),
+        ("x", "fail", "NCCL_IB_GID_INDEX=x is not a number"),
+    ],
+)  # fmt: skip
+def test_gid_index_against_the_ports_gids(gb10, index, status, text):
+    make_gids(gb10, "roceP2p1s0f0", GB10_GIDS)
+    r = doctor.check_gid("roceP2p1s0f0", index, "192.0.2.10", gb10)
+    assert r["status"] == status and r["message"] == text, r
+    if status == "fail" and index != "x":
+        assert r["fix"].startswith(
+            "NCCL_IB_GID_INDEX=3 (the RoCE v2 GID of 192.0.2.10)"
+        )
+
+
+def test_gid_of_another_address_only(gb10):
+    """The interface carries another address than the rank's: no GID fits; the fix says
+    where GIDs come from."""
+    make_gids(gb10, "roceP2p1s0f0", [(LINK_LOCAL, "RoCE v2"), (V4_OTHER, "RoCE v2")])
+    r = doctor.check_gid("roceP2p1s0f0", None, "192.0.2.10", gb10)
+    assert r["status"] == "fail"
+    assert r["message"] == (
+        "roceP2p1s0f0 port 1 has no RoCE v2 GID of 192.0.2.10 (GIDs: "
+        "0 fe80::ec4:7aff:fe5e:4a7c v2, 1 ::ffff:10.0.0.5 v2)"
+    )
+    assert "put the rank's address on the device's interface" in r["fix"]
+    # Without a rank address, any IPv4 RoCE v2 GID is what NCCL takes.
+    assert doctor.check_gid("roceP2p1s0f0", "1", None, gb10)["status"] == "pass"
+
+
+def test_gid_on_infiniband_and_without_rdma(gb10):
+    make_gids(gb10, "roceP2p1s0f0", [("fe80:0000:0000:0000:1070:fd03:0012:3456", "IB/RoCE v1")],
+              link_layer="InfiniBand")  # fmt: skip
+    r = doctor.check_gid("roceP2p1s0f0", None, "192.0.2.10", gb10)
+    assert r["status"] == "pass" and "InfiniBand (no GID index needed)" in r["message"]
+    assert doctor.check_gid(None, "3", "192.0.2.10", gb10)["status"] == "skip"
+
+
+# ------------------------------------------------------------ memlock, shm, peers
+
+
+def run_doctor(args, tmp_path, memlock=None, env=None):
+    """doctor.py as ``cluster doctor`` runs it, in a process of its own (its limits)."""
+    import resource
+
+    def limit():
+        if memlock is not None:
+            resource.setrlimit(resource.RLIMIT_MEMLOCK, (memlock, memlock))
+
+    proc = subprocess.run(
+        [sys.executable, "-I", "-", "--json", *args], input=DOCTOR.read_text(),
+        capture_output=True, text=True, cwd=tmp_path, preexec_fn=limit,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    return proc.returncode, {r["check"]: r for r in json.loads(proc.stdout)}
+
+
+def only(*keep):
+    return [a for c in doctor.CHECKS if c not in keep for a in ("--skip", c)]
+
+
+def test_memlock_of_the_session(gb10, tmp_path):
+    rc, got = run_doctor(["--ib-hca", "roceP2p1s0f0", *only("memlock")], tmp_path,
+                         memlock=64 * 1024)  # fmt: skip
+    assert rc == 1 and got["memlock"]["status"] == "fail"
+    assert got["memlock"]["message"] == (
+        "locked memory limited to 64 KiB (ulimit -l of this session): NCCL's RDMA "
+        "buffers cannot be registered (ibv_reg_mr: Cannot allocate memory)"
+    )
+    assert (
+        "`* - memlock unlimited` in /etc/security/limits.conf" in got["memlock"]["fix"]
+    )
+    # The docker line's limit, not the session's, is the rank's.
+    rc, got = run_doctor(["--ib-hca", "roceP2p1s0f0", "--memlock", "-1", *only("memlock")],
+                         tmp_path, memlock=64 * 1024)  # fmt: skip
+    assert rc == 0 and got["memlock"]["message"] == (
+        "unlimited (the docker line's --ulimit memlock=-1)"
+    )
+    assert doctor.check_memlock("roceP2p1s0f0", "32g")["status"] == "warn"
+    assert doctor.check_memlock("roceP2p1s0f0", "8m")["status"] == "fail"
+    assert doctor.check_memlock(None)["status"] == "skip"
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A real tmpfs of a given size (root), unmounted after."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = []
+
+    def make(size):
+        d = tmp_path / f"shm-{len(mounted)}"
+        d.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)],
+                       check=True)  # fmt: skip
+        mounted.append(d)
+        return d
+
+    yield make
+    for d in mounted:
+        subprocess.run(["umount", str(d)], check=False)
+
+
+def test_shm_against_the_recipe(tmpfs, tmp_path):
+    small = tmpfs("64m")  # Docker's own /dev/shm
+    r = doctor.check_shm("32g", str(small))
+    assert r["status"] == "fail"
+    assert r["message"] == (
+        f"{small} is 64 MiB, 64 MiB free: NCCL and SGLang need at least 1 GiB of shared memory"
+    )
+    assert r["fix"].startswith(f"`mount -o remount,size=32G {small}`")
+    mid = tmpfs("4g")
+    r = doctor.check_shm("32g", str(mid))
+    assert r["status"] == "warn" and r["message"] == (
+        f"{mid} is 4 GiB, 4 GiB free, less than the recipe's --shm-size 32g"
+    )
+    assert doctor.check_shm("2g", str(mid))["status"] == "pass"
+    # What a crashed run left behind fills it.
+    tight = tmpfs("1200m")
+    (tight / "nccl-leftover").write_bytes(b"x" * (600 * 2**20))
+    r = doctor.check_shm(None, str(tight))
+    assert r["status"] == "fail" and r["message"].endswith("less than 1 GiB left")
+    assert "crashed run" in r["fix"]
+    rc, got = run_doctor(["--shm-size", "2g", *only("shm")], tmp_path,
+                         env={"SGLANG_MIMO_SHM_DIR": str(mid)})  # fmt: skip
+    assert rc == 0 and got["shm"]["message"] == (
+        f"{mid} is 4 GiB, 4 GiB free, the recipe's --shm-size 2g"
+    )
+
+
+def test_peers_over_ssh(tmp_path):
+    """A peer that refuses the connection, and one ssh cannot resolve: both named."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rc, got = run_doctor(
+        ["--peers", "127.0.0.1,no-such-host.invalid", f"--ssh-option=-p{port}",
+         *only("peers")], tmp_path,
+    )  # fmt: skip
+    r = got["peers"]
+    assert rc == 1 and r["status"] == "fail", r
+    assert (
+        f"127.0.0.1: ssh: connect to host 127.0.0.1 port {port}: Connection refused"
+        in r["message"]
+    )
+    assert "no-such-host.invalid: ssh: Could not resolve hostname" in r["message"]
+    assert "ssh-copy-id" in r["fix"]
+    assert doctor.check_peers("")["status"] == "skip"
+
+
 def fake_smi(tmp_path, monkeypatch, stdout, rc=0):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -205,12 +393,12 @@ def test_disk(tmp_path):
 
 def test_cli_exit_codes_and_json(gb10, tmp_path):
     ok = run_cli("doctor", "--nic", "enP2p1s0f0np0", "--ib-hca", "roceP2p1s0f0",
-                 "--skip", "driver", "--json")  # fmt: skip
+                 "--skip", "driver", "--skip", "memlock", "--skip", "shm", "--json")  # fmt: skip
     results = json.loads(ok.stdout)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert {r["check"]: r["status"] for r in results} == {
-        "nic": "pass", "hca": "pass", "addr": "skip", "disk": "skip", "driver": "skip",
-        "gpu": "skip",
+        "nic": "pass", "hca": "pass", "gid": "skip", "addr": "skip", "disk": "skip",
+        "memlock": "skip", "shm": "skip", "peers": "skip", "driver": "skip", "gpu": "skip",
     }  # fmt: skip
     bad = run_cli("doctor", "--nic", "ens10f0", "--skip", "driver")
     assert bad.returncode == 1

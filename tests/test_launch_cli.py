@@ -186,7 +186,9 @@ def test_a_bad_recipe_in_the_directory_fails_the_whole_dry_run(tmp_path):
 
 def _docker_lines(stdout):
     cmds = [
-        c for c in stdout.replace("\\\n", " ").splitlines() if c.startswith("docker ")
+        c
+        for c in stdout.replace("\\\n", " ").splitlines()
+        if c.startswith("docker run ")
     ]
     return [shlex.split(c) for c in cmds]
 
@@ -200,7 +202,9 @@ def test_docker_lines_per_rank():
     assert len(lines) == 4
     image = f"sglang-mimo:{paths.load_pin()['distribution']}-sm121a"
     for rank, argv in enumerate(lines):
-        assert argv[:4] == ["docker", "run", "-d", "--rm"]
+        # No --rm: a crashed rank keeps its container and logs (issue 22).
+        assert argv[:5] == ["docker", "run", "-d", "--restart", "no"]
+        assert "--rm" not in argv
         assert argv[argv.index("--name") + 1] == f"{GB10}-rank{rank}"
         assert ("--no-healthcheck" in argv) == (rank >= 1)
         for needle in (["--gpus", "all"], ["--ipc=host"], ["--network", "host"],
@@ -379,15 +383,24 @@ def test_a_missing_local_model_path_is_reported_before_launch(standin_python, tm
     )
 
 
-def test_docker_lines_run_twice_without_a_name_clash():
+def test_docker_lines_keep_the_container_and_replace_it_when_asked():
     r = launch("mimo-v2-flash-h200x8", "--render", "docker")
     (argv,) = _docker_lines(r.stdout)
-    # --rm frees the per-recipe, per-rank name when the container stops.
-    assert (
-        "--rm" in argv
-        and argv[argv.index("--name") + 1] == "mimo-v2-flash-h200x8-rank0"
-    )
-    assert "--restart" not in argv and "--no-healthcheck" not in argv
+    # A stopped or crashed rank keeps its container (and logs) under its name.
+    assert "--rm" not in argv and argv[argv.index("--restart") + 1] == "no"
+    assert argv[argv.index("--name") + 1] == "mimo-v2-flash-h200x8-rank0"
+    assert "--no-healthcheck" not in argv and "docker rm" not in r.stdout
+    r = launch("mimo-v2-flash-h200x8", "--render", "docker", "--replace",
+               "--restart", "on-failure:3")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stdout.splitlines() if not x.startswith("#")]
+    # The name is freed first, so the same lines run again after a crash.
+    assert lines[0] == "docker rm -f mimo-v2-flash-h200x8-rank0 2>/dev/null"
+    (argv,) = _docker_lines(r.stdout)
+    assert argv[argv.index("--restart") + 1] == "on-failure:3"
+    for bad in ("sometimes", "always:3", "on-failure:x"):
+        r = launch("mimo-v2-flash-h200x8", "--render", "docker", "--restart", bad)
+        assert r.returncode == 2 and f"--restart {bad}: give no" in r.stderr
 
 
 def test_dry_run_shows_reasons_beside_flags_and_the_memory_table():

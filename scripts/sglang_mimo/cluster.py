@@ -31,8 +31,10 @@ log; ``logs`` a rank's log; ``stop`` stops them (keeping containers and logs).
 ``setup`` copies the checkpoint directory to every rank (resumable: only files missing
 or of another size go, after a free-disk check) and, for docker, loads the image on
 every rank (``docker pull`` there, or ``docker save | ssh HOST docker load``).
-``doctor`` runs ``doctor.py`` on every rank, compares the MTU and the addresses across
-the ranks, and ends with an all-reduce across the ranks (``allreduce.py``: NCCL in the
+``doctor`` reaches every rank over ssh (BatchMode, a 5 s connect timeout) and compares
+its clock with the head's (a warning beyond --max-skew), runs ``doctor.py`` on every rank
+(with the rank's NCCL_IB_GID_INDEX, the docker line's memlock limit and the recipe's
+shm size), compares the MTU and the addresses across the ranks, and ends with an all-reduce across the ranks (``allreduce.py``: NCCL in the
 image for docker, or --backend gloo on the CPU), within --timeout seconds.
 
 Hosts need sshd with key login from the head (BatchMode), python3, tar, and docker for
@@ -130,19 +132,20 @@ class Cluster:
 
     # ------------------------------------------------------------------ transport
 
-    def argv(self, r, script):
+    def argv(self, r, script, connect_timeout=10):
         """argv running a shell script on rank r's host (ssh, or sh here for "local")."""
         host = self.hosts[r]
         if host == "local":
             return ["sh", "-c", script]
         # ssh keeps the first value of an option: the operator's come first.
         return ["ssh", *self.ssh_options, "-o", "BatchMode=yes",
-                "-o", "ConnectTimeout=10", host, script]  # fmt: skip
+                "-o", f"ConnectTimeout={connect_timeout}", host, script]  # fmt: skip
 
-    def sh(self, r, script, timeout=120, stdin=None, input=None):
+    def sh(self, r, script, timeout=120, stdin=None, input=None, connect_timeout=10):
         try:
             return subprocess.run(
-                self.argv(r, script), capture_output=True, text=True, timeout=timeout,
+                self.argv(r, script, connect_timeout), capture_output=True, text=True,
+                timeout=timeout,
                 stdin=stdin, input=input,
             )  # fmt: skip
         except subprocess.TimeoutExpired as e:
@@ -283,7 +286,9 @@ def build(args, environ=None):
         log_dir=pick(args.log_dir, "log_dir") or LOG_DIR,
         ssh_options=[os.path.expanduser(str(o)) for o in ssh_options],
         env={str(k): str(v) for k, v in env.items()},
-        restart=pick(getattr(args, "restart", None), "restart") or "no",
+        restart=run_docker.check_restart(
+            str(pick(getattr(args, "restart", None), "restart") or "no")
+        ),
         environ=environ,
     )  # fmt: skip
 
@@ -334,14 +339,11 @@ def _q(argv):
 
 
 def docker_run_argv(cl, launch):
-    """The recipe's ``docker run`` for a rank, kept after it ends (no --rm) and with a
-    restart policy."""
+    """The recipe's ``docker run`` for a rank as ``launch --render docker`` renders it:
+    kept after it ends (no --rm), with the cluster's restart policy."""
     from sglang_mimo import run_docker
 
-    argv = run_docker.docker_argv(cl.recipe, launch, cl.image)
-    argv = [a for a in argv if a != "--rm"]
-    i = argv.index("-d") + 1
-    return argv[:i] + ["--restart", cl.restart] + argv[i:]
+    return run_docker.docker_argv(cl.recipe, launch, cl.image, cl.restart)
 
 
 def start_script(cl, r):
@@ -772,6 +774,13 @@ def node_check(cl, r, model_bytes, skip, python="python3"):
     arch = IMAGE_ARCH.get(cl.recipe["image"]["target"])
     if arch:
         argv += ["--gpu-arch", arch]
+    img = cl.recipe["image"]
+    if env.get("NCCL_IB_GID_INDEX"):
+        argv += ["--gid-index", env["NCCL_IB_GID_INDEX"]]
+    if cl.runner == "docker" and img.get("rdma"):
+        # The rank runs under the docker line's --ulimit memlock=-1, not the session's.
+        argv += ["--memlock", "-1"]
+    argv += ["--shm-size", img.get("shm_size", "32g")]
     for s in skip:
         argv += ["--skip", s]
     prefix = ""
@@ -796,7 +805,64 @@ def node_check(cl, r, model_bytes, skip, python="python3"):
                 "the host needs python3 (3.8 or newer) on the ssh session's PATH",
             )  # fmt: skip
         ]
-    return [result("ssh", PASS, f"{cl.hosts[r]} answers")] + results
+    return results
+
+
+CLOCK_FIX = (
+    "synchronize the clocks: NTP on every node (`timedatectl set-ntp true`, or chrony); "
+    "`timedatectl` says whether a node is synchronized"
+)
+
+
+def probe(cl, r, connect_timeout=5):
+    """One short ssh to rank r (BatchMode, ConnectTimeout 5): whether it answers, and its
+    clock against this machine's, the middle of the round trip (``date +%s.%N``)."""
+    t0 = time.time()
+    proc = cl.sh(r, "date +%s.%N", timeout=connect_timeout + 20,
+                 connect_timeout=connect_timeout)  # fmt: skip
+    t1 = time.time()
+    why = ssh_failed(proc) or (proc.returncode == 124 and "no answer")
+    if why:
+        return {"ok": False, "why": why}
+    try:
+        there = float(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {"ok": True, "rtt": t1 - t0}
+    return {"ok": True, "rtt": t1 - t0, "skew": there - (t0 + t1) / 2}
+
+
+def ssh_result(cl, r, p):
+    from sglang_mimo.doctor import FAIL, PASS, result
+
+    if not p["ok"]:
+        return result("ssh", FAIL, f"cannot reach {cl.hosts[r]} over ssh: {p['why']}",
+                      SSH_FIX)  # fmt: skip
+    return result("ssh", PASS, f"{cl.hosts[r]} answers ({p['rtt']:.2f} s)")
+
+
+def clock_result(cl, probes, max_skew):
+    """Each rank's clock against the head's (where ``cluster`` runs)."""
+    from sglang_mimo.doctor import PASS, SKIP, WARN, result
+
+    seen = {r: p for r, p in enumerate(probes) if "skew" in p}
+    if not seen:
+        return result("clock", SKIP, "no rank answered with its time")
+    # A rank is off by more than max_skew only beyond the probe's own uncertainty.
+    off = {
+        r: p["skew"]
+        for r, p in seen.items()
+        if abs(p["skew"]) - p["rtt"] / 2 > max_skew
+    }
+    if off:
+        text = ", ".join(f"{cl.where(r)} {s:+.1f} s" for r, s in sorted(off.items()))
+        return result("clock", WARN,
+                      f"clocks differ from the head's by more than {max_skew:g} s: {text} "
+                      "(logs across ranks do not line up; TLS and tokens may fail)",
+                      CLOCK_FIX)  # fmt: skip
+    worst = max(seen, key=lambda r: abs(seen[r]["skew"]))
+    return result("clock", PASS,
+                  f"{len(seen)} rank(s) within {max_skew:g} s of the head's clock "
+                  f"(largest {seen[worst]['skew']:+.3f} s, rank {worst})")  # fmt: skip
 
 
 def allreduce_argv(cl, r, backend, timeout, mib, device_index):
@@ -946,17 +1012,26 @@ def cmd_doctor(cl, args):
     results = []  # (rank or None, result)
     if wanted("addrs"):
         results += [(None, c) for c in address_checks(cl)]
-    node_skip = [c for c in CHECKS if not wanted(c)]
+    # "peers" is doctor.py's ssh from a node; here the head's own probe below is it.
+    node_skip = [c for c in CHECKS if not wanted(c) or c == "peers"]
     model_bytes = None
     model = cl.model_path()
     if model and R.is_local_path(model) and os.path.isdir(model):
         model_bytes = sum(local_files(model).values())
-    if len(node_skip) < len(CHECKS) or wanted("ssh"):
-        per_rank = cl.each(lambda r: node_check(cl, r, model_bytes, node_skip))
-        for r, rs in enumerate(per_rank):
+    probes = cl.each(lambda r: probe(cl, r))
+    if wanted("ssh"):
+        results += [(r, ssh_result(cl, r, p)) for r, p in enumerate(probes)
+                    if cl.hosts[r] != "local"]  # fmt: skip
+    if wanted("clock"):
+        results.append((None, clock_result(cl, probes, args.max_skew)))
+    reached = [r for r, p in enumerate(probes) if p["ok"]]
+    if len(node_skip) < len(CHECKS):
+        per_rank = dict(zip(reached, cl.each(
+            lambda r: node_check(cl, r, model_bytes, node_skip), reached)))  # fmt: skip
+        for r, rs in sorted(per_rank.items()):
             results += [(r, x) for x in rs if x["status"] != SKIP or args.verbose]
         if wanted("mtu"):
-            mtus = {r: x.get("mtu") for r, rs in enumerate(per_rank) for x in rs
+            mtus = {r: x.get("mtu") for r, rs in sorted(per_rank.items()) for x in rs
                     if x["check"] == "nic" and x.get("mtu")}  # fmt: skip
             if len(set(mtus.values())) > 1:
                 text = ", ".join(f"rank {r} {m}" for r, m in sorted(mtus.items()))
@@ -1071,17 +1146,8 @@ def add_parser(subparsers):
             a.add_argument("--no-image", action="store_true")
             a.add_argument("--no-model", action="store_true")
         if action == "doctor":
-            names = [
-                "addrs",
-                "ssh",
-                "nic",
-                "hca",
-                "addr",
-                "disk",
-                "driver",
-                "mtu",
-                "allreduce",
-            ]
+            names = ["addrs", "ssh", "clock", "nic", "hca", "gid", "addr", "disk",
+                     "memlock", "shm", "driver", "gpu", "mtu", "allreduce"]  # fmt: skip
             a.add_argument("--only", action="append", choices=names,
                            help="run only this check (repeatable)")  # fmt: skip
             a.add_argument("--skip", action="append", choices=names,
@@ -1093,6 +1159,8 @@ def add_parser(subparsers):
             a.add_argument(
                 "--mib", type=float, default=64.0, help="all-reduce size (64 MiB)"
             )
+            a.add_argument("--max-skew", type=float, default=1.0,
+                           help="seconds a rank's clock may differ from the head's (1)")  # fmt: skip
             a.add_argument("--json", action="store_true")
             a.add_argument(
                 "--verbose", "-v", action="store_true", help="show skipped checks"

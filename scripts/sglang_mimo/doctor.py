@@ -2,7 +2,8 @@
 
     doctor [--nic IF] [--ib-hca DEV] [--rank-addr ADDR] [--model-path PATH]
            [--model-bytes N] [--gpu-arch X.Y] [--gpus N] [--gpu-memory-gib G]
-           [--skip CHECK ...] [--json]
+           [--gid-index N] [--memlock LIMIT] [--shm-size SIZE] [--peers H1,H2]
+           [--ssh-option ARG ...] [--skip CHECK ...] [--json]
 
 Each check ends pass / warn / fail / skip with one line of cause and, when it does
 not pass, one line of fix:
@@ -12,25 +13,38 @@ not pass, one line of fix:
     hca      the RDMA device(s) of NCCL_IB_HCA exist, their port is ACTIVE, and they
              sit on the same port as the interface; when one is missing, the devices
              this node has and the interface of each (what ``ibdev2netdev`` prints)
+    gid      RoCE: the GID NCCL_IB_GID_INDEX (--gid-index) names on each device's port
+             is RoCE v2 and the IPv4-mapped GID of the rank's address (ports/N/gids/*,
+             gid_attrs/types/*); unset, that such a GID exists; the index to set when
+             not. InfiniBand ports need none
     addr     the rank's address (--rank-addr, SGLANG_HOST_IP) is on this node,
              on the named interface
     disk     free disk for the checkpoint at --model-path (--model-bytes: its size on
              the head, which ``cluster doctor`` passes)
+    memlock  with RDMA (--ib-hca): the locked-memory limit is unlimited (this session's
+             ``ulimit -l``, or --memlock, the docker line's ``--ulimit memlock=``)
+    shm      /dev/shm (the rank shares the host's: --ipc=host) has 1 GiB free at least,
+             and is as large as the recipe's --shm-size
+    peers    ssh reaches each of --peers from here (BatchMode, ConnectTimeout 5)
     driver   the NVIDIA driver supports CUDA 13 (both images are cu130)
     gpu      the GPUs' compute capability is the image's (--gpu-arch), as many as the
              recipe's per node (--gpus), with its memory per GPU (--gpu-memory-gib)
 
 Values come from the flags or SGLANG_MIMO_NIC, SGLANG_MIMO_IB_HCA, SGLANG_MIMO_RANK_ADDR,
-SGLANG_MIMO_MODEL_PATH. ``sglang-mimo cluster doctor`` runs this file on every rank
+SGLANG_MIMO_MODEL_PATH, NCCL_IB_GID_INDEX. ``sglang-mimo cluster doctor`` runs this file on every rank
 over ssh (``python3 - < doctor.py``: it imports nothing but the standard library), then
-the checks across the ranks and the all-reduce (``allreduce.py``).
+the checks across the ranks (MTU, ssh from the head, clock skew) and the all-reduce
+(``allreduce.py``).
 
 Exit codes: 0 no check failed (warnings allowed); 1 a check failed; 2 usage.
 """
 
 import argparse
+import concurrent.futures
+import ipaddress
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -42,7 +56,22 @@ CUDA_MAJOR = 13
 MIN_DRIVER = (580, 65, 6)
 MIN_DRIVER_TEXT = "580.65.06"
 
-CHECKS = ("nic", "hca", "addr", "disk", "driver", "gpu")
+CHECKS = (
+    "nic",
+    "hca",
+    "gid",
+    "addr",
+    "disk",
+    "memlock",
+    "shm",
+    "peers",
+    "driver",
+    "gpu",
+)
+# Below this locked-memory limit NCCL's RDMA registrations fail (ibv_reg_mr); NCCL and
+# the NIC vendors ask for unlimited, so a finite limit above it is a warning.
+MEMLOCK_MIN = 16 * 2**30
+SHM_MIN = 2**30  # /dev/shm below this fails (Docker's own default is 64 MiB)
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 # Interfaces that are never the fabric: suggestions leave them out.
 _NOT_FABRIC = (
@@ -326,6 +355,258 @@ def check_disk(model_path, model_bytes):
     )  # fmt: skip
 
 
+def _gid(text):
+    """A GID as the kernel writes it (0000:...:ffff:c000:020a), as an IPv6Address."""
+    try:
+        return ipaddress.IPv6Address(text)
+    except ValueError:
+        return None
+
+
+def _gid_text(gid):
+    v4 = gid.ipv4_mapped
+    return f"::ffff:{v4}" if v4 else gid.compressed
+
+
+def _roce_version(typ):
+    return "v2" if typ and "v2" in typ else ("v1" if typ else "?")
+
+
+def gid_table(root, dev, port):
+    """[(index, IPv6Address, "RoCE v2"/"IB/RoCE v1")] of a port's non-zero GIDs, or None
+    when the port has no GID table."""
+    base = root / "class" / "infiniband" / dev / "ports" / port
+    d = base / "gids"
+    if not d.is_dir():
+        return None
+    out = []
+    for p in sorted(
+        (p for p in d.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
+    ):
+        gid = _gid(_read(p, ""))
+        if gid is None or gid.packed == bytes(16):
+            continue
+        out.append((int(p.name), gid, _read(base / "gid_attrs" / "types" / p.name)))
+    return out
+
+
+def check_gid(hca, gid_index, rank_addr, root):
+    """The RoCE GID NCCL will use: RoCE v2 and the rank's IPv4 address."""
+    if not hca:
+        return result("gid", SKIP, "no --ib-hca given (NCCL_IB_HCA unset)")
+    exclude, devs = split_list(hca)
+    if exclude:
+        return result(
+            "gid", SKIP, f"--ib-hca {hca} excludes devices; nothing to look up"
+        )
+    want = None
+    if rank_addr:
+        try:
+            want = ipaddress.IPv6Address(f"::ffff:{ipaddress.IPv4Address(rank_addr)}")
+        except ValueError:
+            want = None
+    if gid_index not in (None, "") and not str(gid_index).isdigit():
+        return result(
+            "gid", FAIL, f"NCCL_IB_GID_INDEX={gid_index} is not a number",
+            "NCCL_IB_GID_INDEX takes the index of a GID (`show_gids`), e.g. 3",
+        )  # fmt: skip
+    index = int(gid_index) if gid_index not in (None, "") else None
+    problems, notes, suggest, skipped = [], [], set(), []
+    for dev, port in devs:
+        port = port or "1"
+        base = root / "class" / "infiniband" / dev
+        if not base.is_dir():
+            continue  # the hca check names it
+        if _read(base / "ports" / port / "link_layer") == "InfiniBand":
+            notes.append(f"{dev} port {port} is InfiniBand (no GID index needed)")
+            continue
+        table = gid_table(root, dev, port)
+        if table is None:
+            skipped.append(f"{dev} port {port} has no GID table")
+            continue
+        whose = f"{rank_addr}'s" if want else "an IPv4"
+
+        def fits(g):
+            return g == want if want else g.ipv4_mapped is not None
+
+        good = [i for i, g, t in table if _roce_version(t) == "v2" and fits(g)]
+        suggest.update(good[:1])
+        listing = ", ".join(
+            f"{i} {_gid_text(g)} {_roce_version(t)}" for i, g, t in table
+        )
+        if index is None:
+            if good:
+                notes.append(
+                    f"{dev} port {port}: RoCE v2 GID {good[0]} is {whose} "
+                    f"(NCCL_IB_GID_INDEX unset: NCCL picks one; ={good[0]} pins it)"
+                )
+            else:
+                problems.append(
+                    f"{dev} port {port} has no RoCE v2 GID of {rank_addr or 'an IPv4 address'} "
+                    f"(GIDs: {listing or 'none'})"
+                )
+            continue
+        entry = {i: (g, t) for i, g, t in table}.get(index)
+        if entry is None:
+            problems.append(f"NCCL_IB_GID_INDEX={index}: {dev} port {port} has no GID "
+                            f"{index} (GIDs: {listing or 'none'})")  # fmt: skip
+        elif _roce_version(entry[1]) != "v2":
+            problems.append(
+                f"NCCL_IB_GID_INDEX={index}: GID {index} of {dev} is RoCE "
+                f"{_roce_version(entry[1])} ({_gid_text(entry[0])}), NCCL needs RoCE v2"
+            )
+        elif not fits(entry[0]):
+            problems.append(
+                f"NCCL_IB_GID_INDEX={index}: GID {index} of {dev} is "
+                f"{_gid_text(entry[0])}, not {whose}"
+            )
+        else:
+            notes.append(
+                f"{dev} port {port} GID {index}: RoCE v2, {_gid_text(entry[0])}"
+            )
+    if problems:
+        if len(suggest) == 1:
+            (i,) = suggest
+            fix = (f"NCCL_IB_GID_INDEX={i} (the RoCE v2 GID of {rank_addr or 'the address'}): "
+                   f"`--env NCCL_IB_GID_INDEX={i}` to cluster, `-e NCCL_IB_GID_INDEX={i}` "
+                   "on the docker line")  # fmt: skip
+        elif suggest:
+            fix = ("the devices differ: give each node the index of its RoCE v2 GID of "
+                   "its address (`show_gids`)")  # fmt: skip
+        else:
+            fix = ("a RoCE v2 GID follows the interface's IPv4 address: put the rank's "
+                   "address on the device's interface (`ip addr add`), then `show_gids`")  # fmt: skip
+        return result("gid", FAIL, "; ".join(problems), fix)
+    if not notes:
+        return result(
+            "gid", SKIP, "; ".join(skipped) or "no RDMA device of --ib-hca here"
+        )
+    return result("gid", PASS, "; ".join(notes + skipped))
+
+
+def _parse_bytes(text):
+    """docker's sizes (32g, 512m, 1024k, 64b, a plain byte count); None if not one."""
+    text = str(text).strip().lower()
+    units = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    mult = 1
+    if text and text[-1] in units:
+        mult, text = units[text[-1]], text[:-1]
+    try:
+        return int(float(text) * mult)
+    except ValueError:
+        return None
+
+
+def _size(n):
+    for unit, div in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= div:
+            return f"{n / div:.{0 if n % div == 0 else 1}f} {unit}"
+    return f"{n} B"
+
+
+MEMLOCK_FIX = (
+    "unlimited locked memory: `* - memlock unlimited` in /etc/security/limits.conf and a "
+    "new login (LimitMEMLOCK=infinity for a systemd service); docker: --ulimit memlock=-1"
+)
+
+
+def check_memlock(hca, limit=None):
+    """The locked-memory limit the rank runs under (RDMA registers its buffers)."""
+    if not hca:
+        return result("memlock", SKIP, "no --ib-hca given (no RDMA)")
+    if limit not in (None, ""):
+        soft = str(limit).split(":")[0]
+        where = f"the docker line's --ulimit memlock={limit}"
+        if soft in ("-1", "unlimited"):
+            return result("memlock", PASS, f"unlimited ({where})")
+        value = _parse_bytes(soft)
+        if value is None:
+            return result("memlock", FAIL, f"--memlock {limit} is not a size",
+                          "--ulimit memlock=-1 on the docker line")  # fmt: skip
+    else:
+        value = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+        where = "ulimit -l of this session"
+        if value == resource.RLIM_INFINITY:
+            return result("memlock", PASS, f"unlimited ({where})")
+    if value < MEMLOCK_MIN:
+        return result(
+            "memlock", FAIL,
+            f"locked memory limited to {_size(value)} ({where}): NCCL's RDMA buffers "
+            "cannot be registered (ibv_reg_mr: Cannot allocate memory)",
+            MEMLOCK_FIX,
+        )  # fmt: skip
+    return result("memlock", WARN,
+                  f"locked memory limited to {_size(value)} ({where}); NCCL asks for unlimited",
+                  MEMLOCK_FIX)  # fmt: skip
+
+
+def shm_dir():
+    """The shared-memory mount (the tests point it at a tmpfs of their own)."""
+    return os.environ.get("SGLANG_MIMO_SHM_DIR", "/dev/shm")
+
+
+def check_shm(shm_size=None, path=None):
+    """/dev/shm's size and free space: at least SHM_MIN (NCCL's and SGLang's shared
+    memory; Docker's own 64 MiB is the usual failure), and the recipe's --shm-size. The
+    rendered lines use --ipc=host, so the container's /dev/shm is the host's."""
+    path = path or shm_dir()
+    need = _parse_bytes(shm_size) if shm_size else None
+    try:
+        st = os.statvfs(path)
+    except OSError as e:
+        return result("shm", FAIL, f"{path}: {e.strerror}",
+                      "mount a tmpfs on /dev/shm (`mount -t tmpfs tmpfs /dev/shm`)")  # fmt: skip
+    total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+    size = _size(max(need or 0, SHM_MIN)).replace(" ", "").replace("iB", "")
+    fix = (f"`mount -o remount,size={size} {path}` (and its /etc/fstab line); the "
+           "rendered lines share the host's (--ipc=host)")  # fmt: skip
+    have = f"{path} is {_size(total)}, {_size(free)} free"
+    if total < SHM_MIN:
+        return result("shm", FAIL,
+                      f"{have}: NCCL and SGLang need at least {_size(SHM_MIN)} of shared memory",
+                      fix)  # fmt: skip
+    if free < SHM_MIN:
+        return result("shm", FAIL, f"{have}: less than {_size(SHM_MIN)} left",
+                      f"remove what a crashed run left there (`ls -la {path}`), or reboot")  # fmt: skip
+    if need and total < need:
+        return result("shm", WARN, f"{have}, less than the recipe's --shm-size {shm_size}",
+                      fix)  # fmt: skip
+    what = f", the recipe's --shm-size {shm_size}" if need else ""
+    return result("shm", PASS, f"{have}{what}")
+
+
+def check_peers(peers, ssh_options=(), timeout=5):
+    """ssh from this node to each peer, as ``cluster`` does (key login, no prompt)."""
+    hosts = [h.strip() for h in (peers or "").split(",") if h.strip()]
+    if not hosts:
+        return result("peers", SKIP, "no --peers given")
+    if not shutil.which("ssh"):
+        return result("peers", FAIL, "no ssh client here", "install openssh-client")
+
+    def probe(host):
+        argv = ["ssh", *ssh_options, "-o", "BatchMode=yes", "-o",
+                f"ConnectTimeout={timeout}", host, "true"]  # fmt: skip
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 10,
+                               stdin=subprocess.DEVNULL)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return f"{host}: no answer in {timeout + 10} s"
+        if p.returncode == 0:
+            return None
+        lines = [x for x in p.stderr.strip().splitlines() if x.strip()]
+        return f"{host}: {lines[-1] if lines else f'ssh exited {p.returncode}'}"
+
+    with concurrent.futures.ThreadPoolExecutor(len(hosts)) as pool:
+        bad = [e for e in pool.map(probe, hosts) if e]
+    if bad:
+        return result(
+            "peers", FAIL, "ssh cannot reach " + "; ".join(bad),
+            "passwordless ssh from this node: `ssh-copy-id HOST`, then "
+            "`ssh -o BatchMode=yes HOST true` must work",
+        )  # fmt: skip
+    return result("peers", PASS, f"ssh reaches {', '.join(hosts)}")
+
+
 def parse_version(text):
     parts = []
     for p in text.strip().split("."):
@@ -435,6 +716,17 @@ def run_checks(values, skip=()):
             out.append(r)
         elif name == "hca":
             out.append(check_hca(values.get("ib_hca"), nic, root))
+        elif name == "gid":
+            out.append(check_gid(values.get("ib_hca"), values.get("gid_index"),
+                                 values.get("rank_addr"), root))  # fmt: skip
+        elif name == "memlock":
+            out.append(check_memlock(values.get("ib_hca"), values.get("memlock")))
+        elif name == "shm":
+            out.append(check_shm(values.get("shm_size")))
+        elif name == "peers":
+            out.append(
+                check_peers(values.get("peers"), values.get("ssh_options") or ())
+            )
         elif name == "addr":
             out.append(check_addr(values.get("rank_addr"), nic))
         elif name == "disk":
@@ -461,6 +753,7 @@ ENV = {
     "ib_hca": "SGLANG_MIMO_IB_HCA",
     "rank_addr": "SGLANG_MIMO_RANK_ADDR",
     "model_path": "SGLANG_MIMO_MODEL_PATH",
+    "gid_index": "NCCL_IB_GID_INDEX",
 }
 
 
@@ -480,6 +773,24 @@ def _options(p):
     p.add_argument("--gpus", type=int, help="GPUs the recipe uses per node")
     p.add_argument(
         "--gpu-memory-gib", type=float, help="memory per GPU the recipe is sized for"
+    )
+    p.add_argument(
+        "--gid-index", help="NCCL_IB_GID_INDEX the rank runs with ($NCCL_IB_GID_INDEX)"
+    )
+    p.add_argument(
+        "--memlock",
+        help="the rank's locked-memory limit when it is not this "
+        "session's (docker's --ulimit memlock=VALUE; -1 unlimited)",
+    )
+    p.add_argument("--shm-size", help="shared memory the recipe asks for (32g)")
+    p.add_argument(
+        "--peers", help="ssh destinations to reach from here, comma-separated"
+    )
+    p.add_argument(
+        "--ssh-option",
+        action="append",
+        default=[],
+        help="extra ssh argument for --peers (repeatable)",
     )
     p.add_argument("--skip", action="append", default=[], choices=CHECKS,
                    help="leave a check out (repeatable)")  # fmt: skip
@@ -505,6 +816,10 @@ def run(args, environ=None):
     values["gpu_arch"] = args.gpu_arch
     values["gpus"] = args.gpus
     values["gpu_memory_gib"] = args.gpu_memory_gib
+    values["memlock"] = args.memlock
+    values["shm_size"] = args.shm_size
+    values["peers"] = args.peers
+    values["ssh_options"] = args.ssh_option
     results = run_checks(values, set(args.skip))
     if args.json:
         json.dump(results, sys.stdout)

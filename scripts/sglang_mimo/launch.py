@@ -72,6 +72,19 @@ def add_parser(subparsers):
         "--image", help="image for docker/k8s (default: sglang-mimo:<dist>-<target>)"
     )
     p.add_argument(
+        "--restart",
+        default="no",
+        metavar="POLICY",
+        help="docker: the containers' restart policy (no, on-failure[:N], "
+        "unless-stopped, always; default no)",
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="docker: put `docker rm -f NAME` before each line (a stopped or crashed "
+        "rank's container keeps its name and logs until removed)",
+    )
+    p.add_argument(
         "--python", default="python3", help="interpreter to exec (default python3)"
     )
     p.add_argument(
@@ -153,13 +166,17 @@ def _run(args, environ):
         R.check_rank_addrs(head, _all_rank_addrs(args, environ) or addrs)
 
     if args.render == "docker":
+        restart = run_docker.check_restart(args.restart)
         model = K.argv_value(launches[0].argv, "--model-path")
         if model:
             _check_local_config(recipe, model)  # the copy here, when there is one
         image = args.image or run_docker.image_name(recipe)
         for launch in launches:
             print(f"# {recipe['name']}: node rank {launch.node_rank} of {n}")
-            argv = run_docker.docker_argv(recipe, launch, image)
+            if args.replace:
+                name = run_docker.container_name(recipe, launch.node_rank)
+                print(f"docker rm -f {name} 2>/dev/null")
+            argv = run_docker.docker_argv(recipe, launch, image, restart)
             print(K.shell_line(argv, breaks={argv.index(image)}))
         return 0
     (launch,) = launches

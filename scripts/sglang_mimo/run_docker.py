@@ -14,13 +14,21 @@ def image_name(recipe, repository="sglang-mimo"):
     )
 
 
-def docker_argv(recipe, launch, image):
-    """``docker run`` argv for one rank (the container runs the server directly)."""
+def container_name(recipe, node_rank):
+    return f"{recipe['name']}-rank{node_rank}"
+
+
+def docker_argv(recipe, launch, image, restart="no"):
+    """``docker run`` argv for one rank (the container runs the server directly).
+
+    No ``--rm``: a rank that stops or crashes keeps its container and its logs
+    (``docker logs NAME``); the name is freed by ``docker rm -f NAME`` before the next
+    run (``launch --render docker --replace`` prints it). ``restart`` is docker's
+    ``--restart`` policy (no, on-failure[:N], unless-stopped, always)."""
     img = recipe["image"]
-    # --rm: a stopped or crashed rank frees its name, so the same line runs again.
     argv = [
-        "docker", "run", "-d", "--rm",
-        "--name", f"{recipe['name']}-rank{launch.node_rank}",
+        "docker", "run", "-d", "--restart", restart,
+        "--name", container_name(recipe, launch.node_rank),
         "--gpus", "all", "--ipc=host", "--network", "host",
         "--shm-size", img.get("shm_size", "32g"),
     ]  # fmt: skip
@@ -39,3 +47,20 @@ def docker_argv(recipe, launch, image):
         argv += ["-e", f"{k}={v}"]
     argv += [image, "python3", "-m", "sglang.launch_server", *launch.argv]
     return argv
+
+
+RESTART_POLICIES = ("no", "on-failure", "unless-stopped", "always")
+
+
+def check_restart(policy):
+    """docker's --restart values: no, on-failure[:N], unless-stopped, always."""
+    from sglang_mimo.recipes import RecipeError
+
+    name, sep, count = policy.partition(":")
+    if name not in RESTART_POLICIES or (
+        sep and (name != "on-failure" or not count.isdigit())
+    ):
+        raise RecipeError(
+            f"--restart {policy}: give no, on-failure[:N], unless-stopped or always"
+        )
+    return policy
