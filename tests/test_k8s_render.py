@@ -2,8 +2,8 @@
 
 The pod templates are checked against Kubernetes' own schemas (kubernetes-validate,
 offline, strict: unknown fields fail), the LeaderWorkerSet around them against the
-fields and enums of LWS's v1 API (leaderworkerset.x-k8s.io/v1 ``LeaderWorkerSetSpec`` /
-``LeaderWorkerTemplate``). A pod may land on any node: the head is the LWS leader
+LeaderWorkerSet CRD's own openAPIV3Schema (tests/data/lws/, from kubernetes-sigs/lws),
+strict as well. A pod may land on any node: the head is the LWS leader
 ($(LWS_LEADER_ADDRESS)) and a host-network pod reads its fabric address on its node when
 it starts; that start-up program runs here for real, in a private network namespace
 with an interface named as on a GB10 node.
@@ -12,8 +12,10 @@ with an interface named as on a GB10 node.
 import json
 import os
 import shutil
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
@@ -31,54 +33,32 @@ SITE = {
     "model_path": ["--model-path", "/models/MiMo-V2.5"],
 }
 
-# leaderworkerset.x-k8s.io/v1, as its Go types declare it (the fields this render may
-# use; additionalProperties false, so a misspelt field fails).
-LWS_SCHEMA = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": "leaderworkerset.x-k8s.io/v1"},
-        "kind": {"const": "LeaderWorkerSet"},
-        "metadata": {
-            "type": "object",
-            "required": ["name"],
-            "properties": {
-                "name": {
-                    "type": "string",
-                    "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
-                }
-            },
-        },
-        "spec": {
-            "type": "object",
-            "required": ["leaderWorkerTemplate"],
-            "additionalProperties": False,
-            "properties": {
-                "replicas": {"type": "integer", "minimum": 0},
-                "startupPolicy": {"enum": ["LeaderCreated", "LeaderReady"]},
-                "leaderWorkerTemplate": {
-                    "type": "object",
-                    "required": ["workerTemplate"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "leaderTemplate": {"type": "object"},
-                        "workerTemplate": {"type": "object"},
-                        "size": {"type": "integer", "minimum": 1},
-                        "restartPolicy": {
-                            "enum": [
-                                "Default",
-                                "RecreateGroupOnPodRestart",
-                                "RecreateGroupAfterStart",
-                                "None",
-                            ]
-                        },
-                    },
-                },
-            },
-        },
-    },
-}
+# The LeaderWorkerSet CRD's own openAPIV3Schema (tests/data/lws/, from kubernetes-sigs/lws;
+# descriptions and the two pod templates trimmed, see its NOTICE).
+LWS_CRD = yaml.safe_load(
+    (
+        Path(__file__).parent / "data" / "lws" / "leaderworkersets.openapi.yaml"
+    ).read_text()
+)
+DNS1123 = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+def strict(schema):
+    """The CRD schema as the API server's strict field validation applies it
+    (``kubectl apply --validate=strict``): an unknown field is an error, not pruned."""
+    if isinstance(schema, dict):
+        out = {k: strict(v) for k, v in schema.items()}
+        if "properties" in schema and not schema.get(
+            "x-kubernetes-preserve-unknown-fields"
+        ):
+            out.setdefault("additionalProperties", False)
+        return out
+    if isinstance(schema, list):
+        return [strict(v) for v in schema]
+    return schema
+
+
+LWS_SCHEMA = strict(LWS_CRD["openAPIV3Schema"])
 
 
 def render(recipe, *args, env=None):
@@ -100,6 +80,9 @@ def templates(manifest):
 
 
 def check_schemas(manifest):
+    assert manifest["apiVersion"] == f"{LWS_CRD['group']}/{LWS_CRD['version']}"
+    assert manifest["kind"] == LWS_CRD["kind"]
+    assert re.match(DNS1123, manifest["metadata"]["name"]), manifest["metadata"]
     jsonschema.validate(manifest, LWS_SCHEMA)
     for tmpl in templates(manifest).values():
         pod_template = {
@@ -126,6 +109,16 @@ def test_the_schema_checks_can_fail():
     manifest, _ = render(GB10, *site_args(GB10))
     bad = json.loads(json.dumps(manifest))
     bad["spec"]["leaderWorkerTemplate"]["restartPolicy"] = "Always"
+    with pytest.raises(jsonschema.ValidationError):
+        check_schemas(bad)
+    # A misspelt LWS field, a size that is not a number: the CRD's schema refuses them.
+    for key, value in (("sise", 4), ("size", "4")):
+        bad = json.loads(json.dumps(manifest))
+        bad["spec"]["leaderWorkerTemplate"][key] = value
+        with pytest.raises(jsonschema.ValidationError):
+            check_schemas(bad)
+    bad = json.loads(json.dumps(manifest))
+    bad["spec"]["startupPolicy"] = "LeaderFirst"
     with pytest.raises(jsonschema.ValidationError):
         check_schemas(bad)
     bad = json.loads(json.dumps(manifest))
