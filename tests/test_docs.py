@@ -179,17 +179,38 @@ def test_every_documented_sglang_mimo_command_parses():
     assert seen >= 10
 
 
+GUIDES = [
+    REPO / "README.md",
+    *(REPO / "docs" / f"{n}.md" for n in ("operators", "gb10", "h200")),
+]
+
+
+def test_every_target_has_its_guide_and_the_guides_walk_every_recipe():
+    """docs/gb10.md and docs/h200.md exist, link the shared guide, and between them
+    launch (in a bash block) every recipe the repository ships."""
+    from sglang_mimo import recipes as R
+
+    launched = set()
+    for guide in ("gb10", "h200"):
+        path = REPO / "docs" / f"{guide}.md"
+        assert "](operators.md" in path.read_text(), path
+        for _, line, _ in _sglang_mimo_lines([path]):
+            words = line.split()
+            if words[1] in ("launch", "cluster"):
+                launched.update(w for w in words if w in R.known_recipes())
+    assert launched == set(R.known_recipes())
+
+
 def test_the_documented_launches_run_in_dry_run_form():
-    """Each `sglang-mimo launch RECIPE ...` of the README and the operator guide, with the
-    variables its block exports, renders (or dry-runs) without an error."""
+    """Each `sglang-mimo launch RECIPE ...` of the README, the operator guide and the
+    per-target guides, with the variables its block exports, renders (or dry-runs)
+    without an error."""
     import shlex
 
     from recipe_helpers import clean_env, launch
 
     ran = 0
-    for path, line, env in _sglang_mimo_lines(
-        [REPO / "README.md", REPO / "docs" / "operators.md"]
-    ):
+    for path, line, env in _sglang_mimo_lines(GUIDES):
         args = shlex.split(line)[1:]
         if args[0] != "launch" or "--list" in args:
             continue
