@@ -219,6 +219,24 @@ def project_files():
     return [p for p in REPO.rglob("*") if p.is_file() and ".git" not in p.parts]
 
 
+def project_lines(pattern, skip=(), flags=re.I):
+    """``path:line: text`` of every line of the project's text files (patches and
+    media aside, and the files named in ``skip``) that matches ``pattern``."""
+    bad = re.compile(pattern, flags)
+    hits = []
+    for path in project_files():
+        if path.suffix in {".patch", ".mp4", ".whl"} or path.name in skip:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
+            if bad.search(line):
+                hits.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    return hits
+
+
 BOTH_WAYS_RUN = re.compile(
     r"test_both_ways\.py::test_regression_file\[(?P<name>.+)-(?P<tree>unpatched|patched)\]$"
 )

@@ -2,32 +2,18 @@
 
 import re
 
-from conftest import project_files
+from conftest import project_lines
 from sglang_mimo import paths
 
 REPO = paths.REPO
 
 
-def _lines(pattern, skip=()):
-    bad = re.compile(pattern, re.I)
-    hits = []
-    for path in project_files():
-        if path.suffix in {".patch", ".mp4", ".whl"} or path.name in skip:
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        for n, line in enumerate(text.splitlines(), 1):
-            if bad.search(line):
-                hits.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
-    return hits
-
-
 def test_no_citation_of_unshipped_reports():
     """Recipes and docs give their reasons themselves: no text cites a report or seed
     document that the repository does not ship."""
-    hits = _lines(r"bring-up report|shared/seeds|seeds/0\d\d", skip={"test_docs.py"})
+    hits = project_lines(
+        r"bring-up report|shared/seeds|seeds/0\d\d", skip={"test_docs.py"}
+    )
     assert not hits, "\n".join(hits)
 
 
@@ -144,7 +130,9 @@ def test_image_tags_are_ones_a_release_or_build_produces():
 
 
 def test_the_smoke_command_is_spelt_as_it_runs():
-    hits = _lines(r"sglang-mimo launch smoke", skip={"test_docs.py", "CHANGELOG.md"})
+    hits = project_lines(
+        r"sglang-mimo launch smoke", skip={"test_docs.py", "CHANGELOG.md"}
+    )
     assert not hits, "\n".join(hits)
 
 

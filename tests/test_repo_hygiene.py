@@ -4,7 +4,7 @@ that agree with the pin, no pointers to documents the project does not ship."""
 import re
 import subprocess
 
-from conftest import project_files
+from conftest import project_lines
 from sglang_mimo import paths
 
 REPO = paths.REPO
@@ -44,18 +44,11 @@ def test_tools_call_the_engine_not_the_script():
 
 def test_no_pointer_to_unshipped_notes():
     """Nothing points at the development machine's notes or paths."""
-    bad = re.compile(r"shared/notes|/work/(?:main|shared|coord)")
-    hits = []
-    for path in project_files():
-        if path.suffix in {".patch", ".mp4", ".whl"}:
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        for n, line in enumerate(text.splitlines(), 1):
-            if bad.search(line) and path.name != "test_repo_hygiene.py":
-                hits.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    hits = project_lines(
+        r"shared/notes|/work/(?:main|shared|coord)",
+        skip={"test_repo_hygiene.py"},
+        flags=0,
+    )
     assert not hits, "\n".join(hits)
 
 
