@@ -89,7 +89,7 @@ def _rank_container_names():
 
     names = set()
     for name in R.known_recipes():
-        for rank in range(R.load_recipe(name)["hardware"]["nodes"]):
+        for rank in range(R.load_recipe(name).hardware.nodes):
             names.add(f"{name}-rank{rank}")
     return names
 

@@ -98,7 +98,7 @@ def check_schemas(manifest):
 def test_every_recipe_renders_a_valid_leaderworkerset(recipe):
     manifest, _ = render(recipe, *site_args(recipe))
     check_schemas(manifest)
-    nodes = R.load_recipe(recipe)["hardware"]["nodes"]
+    nodes = R.load_recipe(recipe).hardware.nodes
     assert manifest["spec"]["leaderWorkerTemplate"]["size"] == nodes
     assert set(templates(manifest)) == (
         {"leaderTemplate", "workerTemplate"} if nodes > 1 else {"workerTemplate"}

@@ -412,10 +412,12 @@ def test_dry_run_shows_reasons_beside_flags_and_the_memory_table():
     i = lines.index(
         "# memory per GPU (sglang_mimo.sizing, from the model's config.json):"
     )
-    head, row = lines[i + 1].split(), lines[i + 2].split()
-    assert head[1] == "recipe" and row[1] == "mimo-v2.5-h200x8"
-    assert "recipes/configs/MiMo-V2.5/config.json" in lines[i + 2]
-    assert " yes " in lines[i + 2]
+    # tables.render's plain table: header, a dashed rule, the rows.
+    head, rule, row = lines[i + 1].split(), lines[i + 2], lines[i + 3].split()
+    assert head[1] == "recipe" and set(rule) == {"#", " ", "-"}
+    assert row[1] == "mimo-v2.5-h200x8"
+    assert "recipes/configs/MiMo-V2.5/config.json" in lines[i + 3]
+    assert " yes " in lines[i + 3]
 
 
 def test_one_head_port_everywhere():

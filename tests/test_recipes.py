@@ -57,26 +57,26 @@ def test_recipe_passes_schema_and_rules(name):
 def test_gb10_recipe_is_the_bring_up_setup():
     r = load("mimo-v2.5-gb10x4")
     args = dict(R.server_arg_items(r))
-    assert (r["image"]["target"], r["hardware"]["nodes"], r["hardware"]["gpus_per_node"]) == (
+    assert (r.image.target, r.hardware.nodes, r.hardware.gpus_per_node) == (
         "sm121a", 4, 1)  # fmt: skip
     assert args["--tp-size"] == 4
     assert args["--quantization"] == "fp8" and args["--kv-cache-dtype"] == "fp8_e4m3"
     assert args["--attention-backend"] == "triton"
     assert args["--mm-attention-backend"] == "triton_attn"
     assert args["--mem-fraction-static"] == 0.83
-    assert {"text", "audio", "video", "transcription"} <= set(r["model"]["modalities"])
+    assert {"text", "audio", "video", "transcription"} <= set(r.model.modalities)
     # The report's VLLM_HOST_IP and TORCH_NUM_THREADS are read by nothing (see below).
-    env = {**r["env"]["common"], **r["env"]["per_rank"]}
+    env = {**r.env_common, **r.env_per_rank}
     assert "VLLM_HOST_IP" not in env and "TORCH_NUM_THREADS" not in env
-    assert r["env"]["per_rank"] == {"SGLANG_HOST_IP": "{rank_addr}"}
+    assert r.env_per_rank == {"SGLANG_HOST_IP": "{rank_addr}"}
 
 
 def test_flash_recipe_is_attention_dp_2_tp_8_ep_with_mtp():
     r = load("mimo-v2-flash-h200x8")
     args = dict(R.server_arg_items(r))
     assert (args["--tp-size"], args["--attn-dp-size"], args["--ep-size"]) == (8, 2, 8)
-    assert r["model"]["modalities"] == ["text"]
-    assert r["speculative"] and r["image"]["target"] == "sm90"
+    assert r.model.modalities == ("text",)
+    assert r.speculative and r.image.target == "sm90"
 
 
 def test_h200_v25_recipes_keep_attention_tp_at_the_qkv_interleave():
@@ -217,7 +217,7 @@ def parsed(dry_run, broken_launches):
 
 
 def test_dry_run_json_has_one_object_per_recipe_and_rank(dry_run):
-    want = [(n, k) for n in RECIPE_NAMES for k in range(load(n)["hardware"]["nodes"])]
+    want = [(n, k) for n in RECIPE_NAMES for k in range(load(n).hardware.nodes)]
     assert [(x["recipe"], x["node_rank"]) for x in dry_run] == want
     for x in dry_run:
         assert set(x) == {"recipe", "node_rank", "env", "argv"}
@@ -243,14 +243,14 @@ def test_parsed_values_match_the_recipe(parsed):
         assert p["tp_size"] == args["--tp-size"]
         assert p["attn_dp_size"] == args.get("--attn-dp-size", 1)
         assert p["ep_size"] == args.get("--ep-size", 1)
-        assert p["model_path"] == r["site"]["model_path"]["default"]
+        assert p["model_path"] == r.site["model_path"].default
         assert p["reasoning_parser"] == "mimo" and p["tool_call_parser"] == "mimo"
 
 
 def test_mtp_recipes_render_the_speculative_block(parsed):
     good, _ = parsed
     for x in good:
-        if not load(x["recipe"])["model"]["mtp"]:
+        if not load(x["recipe"]).model.mtp:
             continue
         p = x["parsed"]
         assert (p["speculative_algorithm"], p["speculative_num_steps"],
@@ -279,7 +279,7 @@ def test_audio_recipes_with_attention_dp_parse_as_dp_attention(parsed):
     for x in good:
         r = load(x["recipe"])
         if (
-            R.AUDIO_MODALITIES & set(r["model"]["modalities"])
+            R.AUDIO_MODALITIES & set(r.model.modalities)
             and x["parsed"]["attn_dp_size"] > 1
         ):
             assert R.AUDIO_UNDER_ATTN_DP_PATCH in R.series_names(), x["recipe"]
@@ -291,7 +291,7 @@ def test_multi_node_ranks_are_consistent(parsed):
     for x in good:
         by_recipe.setdefault(x["recipe"], []).append(x["parsed"])
     for name, ranks in by_recipe.items():
-        n = load(name)["hardware"]["nodes"]
+        n = load(name).hardware.nodes
         assert sorted(p["node_rank"] for p in ranks) == list(range(n)), name
         assert {p["nnodes"] for p in ranks} == {n}, name
         addrs = {p["dist_init_addr"] for p in ranks}

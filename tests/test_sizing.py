@@ -140,17 +140,22 @@ def test_kv_heads_are_replicated_below_one_per_rank():
     assert at4 == at8  # one head per rank either way
 
 
+def _data(name):
+    """A recipe's YAML as data, to change (a loaded Recipe is frozen)."""
+    return R.read_recipe_data(R.known_recipes()[name])
+
+
 @pytest.mark.parametrize("name", sorted(R.known_recipes()))
 def test_every_recipe_fits(name):
     r = R.load_recipe(name)
-    s = Z.size_recipe(r, R.server_arg_items(r), Z.config_dir(r["model"]["id"]))
+    s = Z.size_recipe(r, R.server_arg_items(r), Z.config_dir(r.model.id))
     assert s.fits and Z.problem(r, s) is None
     assert s.weights_gib < s.budget_gib
 
 
 def test_pro_on_one_h200_node_does_not_fit():
     """The sizing rule is what picks two nodes: V2.5-Pro on one node of 8 (TP 8) fails."""
-    r = copy.deepcopy(R.load_recipe("mimo-v2.5-pro-h200x16"))
+    r = _data("mimo-v2.5-pro-h200x16")
     r["hardware"]["nodes"] = 1
     r["server_args"] = [
         {"--tp-size": 8} if isinstance(a, dict) and "--tp-size" in a else a
@@ -162,7 +167,7 @@ def test_pro_on_one_h200_node_does_not_fit():
 
 
 def test_too_long_a_context_is_named():
-    r = copy.deepcopy(R.load_recipe("mimo-v2.5-gb10x4"))
+    r = _data("mimo-v2.5-gb10x4")
     r["server_args"] = [
         {"--context-length": 1048576} if isinstance(a, dict) and "--context-length" in a
         else a for a in r["server_args"]
@@ -175,13 +180,13 @@ def test_too_long_a_context_is_named():
 
 def test_a_local_checkpoint_config_is_used(tmp_path):
     r = R.load_recipe("mimo-v2-flash-h200x8")
-    c = cfg(r["model"]["id"])
+    c = cfg(r.model.id)
     c["num_hidden_layers"] = 24
     c["hybrid_layer_pattern"] = c["hybrid_layer_pattern"][:24]
     c["moe_layer_freq"] = c["moe_layer_freq"][:24]
     (tmp_path / "config.json").write_text(json.dumps(c))
     half = Z.size_recipe(r, R.server_arg_items(r), tmp_path)
-    full = Z.size_recipe(r, R.server_arg_items(r), Z.config_dir(r["model"]["id"]))
+    full = Z.size_recipe(r, R.server_arg_items(r), Z.config_dir(r.model.id))
     assert half.weights_gib < 0.6 * full.weights_gib
 
 

@@ -7,7 +7,6 @@ pointed at ``recipes/configs/<model>`` and torch's CUDA queries answered as the 
 GPUs (the one stand-in, there is no GPU here). SGLang is imported once per session.
 """
 
-import copy
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ def sglang_startup():
 
 
 def ranks(recipe):
-    for rank in range(recipe["hardware"]["nodes"]):
+    for rank in range(recipe.hardware.nodes):
         yield K.render_rank(
             recipe, rank, K.placeholder_site(recipe, rank), K.placeholder_head_addr()
         )
@@ -35,7 +34,7 @@ def ranks(recipe):
 CASES = [
     (name, rank)
     for name in sorted(R.known_recipes())
-    for rank in range(R.load_recipe(name)["hardware"]["nodes"])
+    for rank in range(R.load_recipe(name).hardware.nodes)
 ]
 
 
@@ -50,7 +49,7 @@ def test_sglang_starts_every_recipe_rank(sglang_startup, name, rank):
     assert v.resolved["tp_size"] == args["--tp-size"]
     assert v.resolved["attn_dp_size"] == args.get("--attn-dp-size", 1)
     assert v.resolved["node_rank"] == rank
-    assert v.resolved["nnodes"] == recipe["hardware"]["nodes"]
+    assert v.resolved["nnodes"] == recipe.hardware.nodes
 
 
 def _old(name):
@@ -67,8 +66,8 @@ def _old(name):
 def test_old_h200_recipes_are_refused_by_sglang(sglang_startup, name, expected):
     """The texts shipped before this change (plain --tp-size 8 / 16): SGLang's own
     model hook refuses them, on every rank, with its own message."""
-    old = _old(name)
-    assert "--attn-dp-size" not in str(old["server_args"])
+    old = R.Recipe.from_data(_old(name))
+    assert "--attn-dp-size" not in old.flags
     for launch in ranks(old):
         v = sglang_startup.check_rank(old, launch)
         assert not v.ok
@@ -90,7 +89,7 @@ def test_the_checkpoint_config_decides(sglang_startup, tmp_path):
     attention TP 4 must divide it."""
     recipe = R.load_recipe("mimo-v2.5-h200x8")
     (launch,) = ranks(recipe)
-    src = startup.config_dir(recipe["model"]["id"])
+    src = startup.config_dir(recipe.model.id)
     for f in src.iterdir():
         (tmp_path / f.name).write_bytes(f.read_bytes())
     import json
@@ -118,14 +117,14 @@ def test_the_gpu_stand_in_is_the_recipes_and_leaves_nothing_behind(sglang_startu
 @pytest.mark.parametrize("name", sorted(R.known_recipes()))
 def test_every_departure_from_sglang_defaults_has_a_reason(sglang_startup, name):
     recipe = R.load_recipe(name)
-    reasons = recipe.get("reasons", {})
+    reasons = recipe.reasons
     for launch in ranks(recipe):
         missing = [f for f in startup.departures(launch.argv) if f not in reasons]
         assert not missing, f"{name}: no reason for {missing}"
 
 
 def test_a_departure_without_reason_is_found(sglang_startup):
-    recipe = copy.deepcopy(R.load_recipe("mimo-v2.5-gb10x4"))
+    recipe = R.load_recipe("mimo-v2.5-gb10x4")
     launch, *_ = ranks(recipe)
     found = startup.departures(launch.argv + ["--max-total-tokens", "4096"])
     assert "--max-total-tokens" in found

@@ -92,8 +92,8 @@ class Cluster:
                  image=None, python="python3", log_dir=LOG_DIR, ssh_options=(),
                  env=None, restart="no", environ=None):  # fmt: skip
         self.recipe = recipe
-        self.name = recipe["name"]
-        self.n = recipe["hardware"]["nodes"]
+        self.name = recipe.name
+        self.n = recipe.hardware.nodes
         self.hosts = hosts
         self.rank_addrs = rank_addrs
         self.head_addr = head_addr
@@ -233,26 +233,26 @@ def build(args, environ=None):
         raise ClusterError("give a recipe (RECIPE or `recipe:` in --inventory)")
     try:
         recipe = R.load_recipe(name, getattr(args, "recipes_dir", None))
+    except R.RecipeInvalid as e:
+        raise _BadRecipe(str(e)) from e
     except R.RecipeError as e:
-        if "fails validation" in str(e) or "not valid YAML" in str(e):
-            raise _BadRecipe(str(e)) from e
         raise ClusterError(str(e)) from e
-    n = recipe["hardware"]["nodes"]
+    n = recipe.hardware.nodes
     hosts = as_list(pick(args.hosts, "hosts"))
     if not hosts:
         raise ClusterError(
-            f"recipe {recipe['name']} runs on {n} node(s): give --hosts H0,..,H{n - 1} "
+            f"recipe {recipe.name} runs on {n} node(s): give --hosts H0,..,H{n - 1} "
             "(ssh destinations in rank order; rank 0 is the head) or `hosts:` in --inventory"
         )
     if len(hosts) != n:
         raise ClusterError(
-            f"--hosts lists {len(hosts)} host(s); recipe {recipe['name']} has {n} rank(s)"
+            f"--hosts lists {len(hosts)} host(s); recipe {recipe.name} has {n} rank(s)"
         )
     addrs = as_list(pick(args.rank_addr, "rank_addr", R.SITE_INPUTS["rank_addr"][1]))
     if addrs is not None:
         if len(addrs) != n:
             raise ClusterError(
-                f"--rank-addr lists {len(addrs)} address(es); recipe {recipe['name']} "
+                f"--rank-addr lists {len(addrs)} address(es); recipe {recipe.name} "
                 f"has {n} rank(s): one per rank, in rank order"
             )
         addrs = [R.check_host(a, "--rank-addr") for a in addrs]
@@ -764,23 +764,23 @@ def node_check(cl, r, model_bytes, skip, python="python3"):
             argv += [flag, value]
     if model_bytes is not None:
         argv += ["--model-bytes", str(model_bytes)]
-    hw = cl.recipe["hardware"]
+    hw = cl.recipe.hardware
     argv += [
         "--gpus",
-        str(hw["gpus_per_node"]),
+        str(hw.gpus_per_node),
         "--gpu-memory-gib",
-        str(hw["gpu_memory_gib"]),
+        str(hw.gpu_memory_gib),
     ]
-    arch = IMAGE_ARCH.get(cl.recipe["image"]["target"])
+    arch = IMAGE_ARCH.get(cl.recipe.image.target)
     if arch:
         argv += ["--gpu-arch", arch]
-    img = cl.recipe["image"]
+    img = cl.recipe.image
     if env.get("NCCL_IB_GID_INDEX"):
         argv += ["--gid-index", env["NCCL_IB_GID_INDEX"]]
-    if cl.runner == "docker" and img.get("rdma"):
+    if cl.runner == "docker" and img.rdma:
         # The rank runs under the docker line's --ulimit memlock=-1, not the session's.
         argv += ["--memlock", "-1"]
-    argv += ["--shm-size", img.get("shm_size", "32g")]
+    argv += ["--shm-size", img.shm_size]
     for s in skip:
         argv += ["--skip", s]
     prefix = ""
@@ -879,12 +879,12 @@ def allreduce_argv(cl, r, backend, timeout, mib, device_index):
     # coreutils timeout: the rank ends even if its watchdog cannot run.
     guard = ["-k", "5", f"{timeout + 5:g}"]
     if cl.runner == "docker":
-        img = cl.recipe["image"]
+        img = cl.recipe.image
         argv = ["docker", "run", "--rm", "-i", "--name", f"{cl.rank_name(r)}-doctor",
                 "--network", "host", "--ipc=host"]  # fmt: skip
         if backend == "nccl":
             argv += ["--gpus", "all"]
-        if img.get("rdma"):
+        if img.rdma:
             argv += ["--device", "/dev/infiniband", "--cap-add", "IPC_LOCK",
                      "--ulimit", "memlock=-1"]  # fmt: skip
         for k, v in launch.env.items():

@@ -19,24 +19,28 @@ is unreadable, another model's or lacks a field, usage); 3 a recipe fails its sc
 127 the Python to exec was not found. Nothing is launched unless the exit is the exec.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
 import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from sglang_mimo import rank as K
 from sglang_mimo import recipes as R
-from sglang_mimo import run_docker, run_exec, run_k8s, sizing
+from sglang_mimo import run_docker, run_exec, run_k8s, sizing, tables
+from sglang_mimo.paths import REPO
 
-EXIT_BAD_INPUT = 2
-EXIT_BAD_RECIPE = 3
-
-
-class _RecipeInvalid(R.RecipeError):
-    pass
+EXIT_BAD_INPUT = 2  # RecipeError's code
+EXIT_BAD_RECIPE = 3  # RecipeInvalid's code
 
 
-def add_parser(subparsers):
+def add_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "launch",
         help="run or render a launch recipe for a node rank",
@@ -98,38 +102,33 @@ def add_parser(subparsers):
     return p
 
 
-def _err(msg):
+def _err(msg: str) -> None:
     print(f"launch: error: {msg}", file=sys.stderr)
 
 
-def run(args, environ=None):
+def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     try:
         return _run(args, environ)
-    except _RecipeInvalid as e:
+    except R.RecipeError as e:  # RecipeInvalid: 3, other bad input: 2
         _err(str(e))
-        return EXIT_BAD_RECIPE
-    except (R.RecipeError, sizing.ConfigError) as e:
+        return e.code
+    except sizing.ConfigError as e:
         _err(str(e))
         return EXIT_BAD_INPUT
 
 
-def _load(name, args):
-    try:
-        return R.load_recipe(name, args.recipes_dir)
-    except R.RecipeError as e:
-        if "fails validation" in str(e) or "not valid YAML" in str(e):
-            raise _RecipeInvalid(str(e)) from e
-        raise
+def _load(name: str, args: argparse.Namespace) -> R.Recipe:
+    return R.load_recipe(name, args.recipes_dir)
 
 
-def _run(args, environ):
+def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.list:
         for name in R.known_recipes(args.recipes_dir):
             r = _load(name, args)
-            hw = r["hardware"]
-            print(f"{name:28} {hw['nodes']} x {hw['gpus_per_node']} {hw['gpu']}, "
-                  f"image {r['image']['target']}")  # fmt: skip
+            hw = r.hardware
+            print(f"{name:28} {hw.nodes} x {hw.gpus_per_node} {hw.gpu}, "
+                  f"image {r.image.target}")  # fmt: skip
         return 0
     if args.json and not args.dry_run:
         raise R.RecipeError("--json needs --dry-run")
@@ -142,7 +141,7 @@ def _run(args, environ):
         return _dry_run_all(args)
 
     recipe = _load(args.recipe, args)
-    n = recipe["hardware"]["nodes"]
+    n = recipe.hardware.nodes
     if args.render == "k8s":
         return _render_k8s(recipe, args, environ)
 
@@ -153,7 +152,7 @@ def _run(args, environ):
         if rank is None:
             if n > 1:
                 raise R.RecipeError(
-                    f"recipe {recipe['name']} runs on {n} nodes: give --node-rank 0..{n - 1}"
+                    f"recipe {recipe.name} runs on {n} nodes: give --node-rank 0..{n - 1}"
                 )
             rank = 0
         K.check_rank(recipe, rank)
@@ -163,6 +162,7 @@ def _run(args, environ):
     launches = [K.render_rank(recipe, rank, sites[rank], head) for rank in ranks]
     if n > 1:
         addrs = {r: v["rank_addr"] for r, v in sites.items() if "rank_addr" in v}
+        assert head, "render_rank refuses a multi-node rank without --head-addr"
         R.check_rank_addrs(head, _all_rank_addrs(args, environ) or addrs)
 
     if args.render == "docker":
@@ -172,7 +172,7 @@ def _run(args, environ):
             _check_local_config(recipe, model)  # the copy here, when there is one
         image = args.image or run_docker.image_name(recipe)
         for launch in launches:
-            print(f"# {recipe['name']}: node rank {launch.node_rank} of {n}")
+            print(f"# {recipe.name}: node rank {launch.node_rank} of {n}")
             if args.replace:
                 name = run_docker.container_name(recipe, launch.node_rank)
                 print(f"docker rm -f {name} 2>/dev/null")
@@ -185,7 +185,7 @@ def _run(args, environ):
         if model and R.is_local_path(model) and not os.path.isdir(model):
             print(f"launch: warning: --model-path {model}: no such directory here",
                   file=sys.stderr)  # fmt: skip
-        _print_launches([launch], args.json, args.python, {recipe["name"]: recipe})
+        _print_launches([launch], args.json, args.python, {recipe.name: recipe})
         return 0
     if model:
         R.check_model_path_here(model)
@@ -193,15 +193,15 @@ def _run(args, environ):
     return run_exec.exec_rank(launch, args.python, environ)
 
 
-def _check_local_config(recipe, model):
+def _check_local_config(recipe: R.Recipe, model: str) -> None:
     """A local checkpoint's config.json must be this recipe's model (ConfigError)."""
-    from pathlib import Path
-
     if R.is_local_path(model) and (Path(model) / "config.json").is_file():
-        sizing.load_config(model, recipe["model"]["architecture"])
+        sizing.load_config(model, recipe.model.architecture)
 
 
-def _render_k8s(recipe, args, environ):
+def _render_k8s(
+    recipe: R.Recipe, args: argparse.Namespace, environ: Mapping[str, str]
+) -> int:
     """LeaderWorkerSet YAML. What differs per rank comes from LWS when the pods run:
     the head is the leader pod, a pod's address its own (see run_k8s.lws_manifest)."""
     if args.rank_addr:
@@ -215,7 +215,7 @@ def _render_k8s(recipe, args, environ):
     values = R.resolve_site(recipe, _given(args), environ, need)
     port = R.HEAD_PORT
     head = args.head_addr or environ.get(R.HEAD_ADDR_INPUT[1])
-    if head and recipe["hardware"]["nodes"] > 1:
+    if head and recipe.hardware.nodes > 1:
         head = R.check_head_addr(head)
         port = int(head.rsplit(":", 1)[1])
         print(f"launch: note: --render k8s: the head is the LeaderWorkerSet leader "
@@ -232,27 +232,30 @@ def _render_k8s(recipe, args, environ):
     return 0
 
 
-def _yaml_text(data):
+def _yaml_text(data: Any) -> str:
     """Plain YAML (no anchors); a multi-line string as a literal block, as written."""
-    yaml = R._yaml()
+    import yaml
 
     class Dumper(yaml.SafeDumper):
-        def ignore_aliases(self, data):
+        def ignore_aliases(self, data: Any) -> bool:
             return True
 
-    def text(dumper, value):
+    def text(dumper: Any, value: str) -> Any:
         style = "|" if "\n" in value else None
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
     Dumper.add_representer(str, text)
-    return yaml.dump(data, Dumper=Dumper, sort_keys=False, width=100)
+    dumped: str = yaml.dump(data, Dumper=Dumper, sort_keys=False, width=100)
+    return dumped
 
 
-def _given(args):
+def _given(args: argparse.Namespace) -> dict[str, str | None]:
     return {key: getattr(args, key, None) for key in R.SITE_INPUTS}
 
 
-def _all_rank_addrs(args, environ):
+def _all_rank_addrs(
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> dict[int, str] | None:
     """{rank: address} of a --rank-addr comma list (every rank), else None."""
     addr = args.rank_addr or environ.get(R.SITE_INPUTS["rank_addr"][1])
     if addr and "," in addr:
@@ -260,16 +263,22 @@ def _all_rank_addrs(args, environ):
     return None
 
 
-def _site_for_rank(recipe, args, environ, rank, ranks):
+def _site_for_rank(
+    recipe: R.Recipe,
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    rank: int,
+    ranks: Sequence[int],
+) -> dict[str, str]:
     """Per-site values of one rank; --rank-addr may list one address per rank (a,b,c,d)."""
     given = _given(args)
     addr = given.get("rank_addr") or environ.get(R.SITE_INPUTS["rank_addr"][1])
     if addr and "," in addr:
         addrs = [a.strip() for a in addr.split(",")]
-        n = recipe["hardware"]["nodes"]
+        n = recipe.hardware.nodes
         if len(addrs) != n:
             raise R.RecipeError(
-                f"--rank-addr lists {len(addrs)} addresses; recipe {recipe['name']} has {n} ranks"
+                f"--rank-addr lists {len(addrs)} addresses; recipe {recipe.name} has {n} ranks"
             )
         given["rank_addr"] = addrs[rank]
     elif addr and len(ranks) > 1 and "rank_addr" in R.used_placeholders(recipe):
@@ -280,17 +289,19 @@ def _site_for_rank(recipe, args, environ, rank, ranks):
     return R.resolve_site(recipe, given, environ)
 
 
-def _dry_run_all(args):
+def _dry_run_all(args: argparse.Namespace) -> int:
     """Every recipe and node rank with placeholder site values (RFC 5737 addresses)."""
-    out, problems, loaded = [], [], {}
+    out: list[K.RankLaunch] = []
+    problems: list[str] = []
+    loaded: dict[str, R.Recipe] = {}
     for name in R.known_recipes(args.recipes_dir):
         try:
             recipe = _load(name, args)
-        except _RecipeInvalid as e:
+        except R.RecipeInvalid as e:
             problems.append(str(e))
             continue
         loaded[name] = recipe
-        for rank in range(recipe["hardware"]["nodes"]):
+        for rank in range(recipe.hardware.nodes):
             out.append(
                 K.render_rank(
                     recipe,
@@ -300,12 +311,17 @@ def _dry_run_all(args):
                 )
             )
     if problems:
-        raise _RecipeInvalid("\n".join(problems))
+        raise R.RecipeInvalid("\n".join(problems))
     _print_launches(out, args.json, args.python, loaded)
     return 0
 
 
-def _print_launches(launches, as_json, python, recipes):
+def _print_launches(
+    launches: Sequence[K.RankLaunch],
+    as_json: bool,
+    python: str,
+    recipes: Mapping[str, R.Recipe],
+) -> None:
     # Sized first: a config.json that cannot be sized stops the run before any output.
     table = _memory_table(recipes.values(), launches)
     if as_json:
@@ -322,9 +338,9 @@ def _print_launches(launches, as_json, python, recipes):
     print(table)
 
 
-def _reasons_block(recipe, launch):
+def _reasons_block(recipe: R.Recipe, launch: K.RankLaunch) -> str:
     """Each flag with a reason, its rendered value and the reason beside it."""
-    reasons = recipe.get("reasons", {})
+    reasons = recipe.reasons
     rows = []
     for i, tok in enumerate(launch.argv):
         if tok in reasons:
@@ -339,49 +355,44 @@ def _reasons_block(recipe, launch):
     return "\n".join(lines)
 
 
-def _memory_table(recipes, launches):
+def _memory_table(recipes: Iterable[R.Recipe], launches: Sequence[K.RankLaunch]) -> str:
     """Memory per GPU of each recipe shown, computed from the model's config.json."""
     shown = {x.recipe for x in launches}
     rows = []
     for r in recipes:
-        if r["name"] not in shown:
+        if r.name not in shown:
             continue
         model_dir = _model_dir_for_sizing(r, launches)
-        s = sizing.size_recipe(r, R.server_arg_items(r), model_dir)
-        hw = r["hardware"]
+        s = sizing.size_recipe(r, r.server_args, model_dir)
+        hw = r.hardware
         rows.append([
-            r["name"], f"{hw['nodes']}x{hw['gpus_per_node']} {hw['gpu']}",
-            f"{hw['gpu_memory_gib']}", f"{s.budget_gib:.1f}", f"{s.weights_gib:.1f}",
+            r.name, f"{hw.nodes}x{hw.gpus_per_node} {hw.gpu}",
+            f"{hw.gpu_memory_gib}", f"{s.budget_gib:.1f}", f"{s.weights_gib:.1f}",
             f"{s.kv_pool_gib:.1f}", f"{s.kv_bytes_per_token}",
             f"{s.requests_per_dp_rank} x {s.context_length}", f"{s.kv_needed_gib:.1f}",
             "yes" if s.fits else "NO", _shown_path(model_dir / "config.json"),
         ])  # fmt: skip
     head = ["recipe", "GPUs", "GiB/GPU", "static GiB", "weights GiB", "KV pool GiB",
             "KV B/token", "reqs/DP x ctx", "KV needed GiB", "fits", "config"]  # fmt: skip
-    widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
+    table = tables.render(head, rows, markdown=False)
     out = ["# memory per GPU (sglang_mimo.sizing, from the model's config.json):"]
-    for row in [head, *rows]:
-        out.append(
-            "# " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
-        )
+    out += [f"# {line}" for line in table.splitlines()]
     return "\n".join(out)
 
 
-def _shown_path(path):
+def _shown_path(path: Path) -> str:
     try:
-        return str(path.relative_to(R.paths.REPO))
+        return str(path.relative_to(REPO))
     except ValueError:
         return str(path)
 
 
-def _model_dir_for_sizing(recipe, launches):
+def _model_dir_for_sizing(recipe: R.Recipe, launches: Sequence[K.RankLaunch]) -> Path:
     """The checkpoint's own config.json when --model-path is a local checkpoint,
     else the released config shipped in recipes/configs."""
-    from pathlib import Path
-
     for x in launches:
-        if x.recipe == recipe["name"]:
+        if x.recipe == recipe.name:
             path = K.argv_value(x.argv, "--model-path")
             if path and (Path(path) / "config.json").is_file():
                 return Path(path)
-    return sizing.config_dir(recipe["model"]["id"])
+    return sizing.config_dir(recipe.model.id)

@@ -4,17 +4,21 @@ Needs the recipe validated (``recipes.load_recipe``) and its per-site values res
 (``recipes.resolve_site``). Pure: nothing runs.
 """
 
+from __future__ import annotations
+
 import re
 import shlex
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sglang_mimo.recipes import (
     HEAD_ADDR_INPUT,
     HEAD_PORT,
     PLACEHOLDER_RE,
+    Recipe,
     RecipeError,
     check_head_addr,
-    server_arg_items,
     used_placeholders,
 )
 
@@ -22,11 +26,11 @@ from sglang_mimo.recipes import (
 PLACEHOLDER_HEAD_PORT = HEAD_PORT
 
 
-def placeholder_rank_addr(rank):
+def placeholder_rank_addr(rank: int) -> str:
     return f"192.0.2.{10 + rank}"
 
 
-def substitute(text, values):
+def substitute(text: object, values: Mapping[str, str]) -> str:
     return PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], str(text))
 
 
@@ -34,10 +38,10 @@ def substitute(text, values):
 class RankLaunch:
     recipe: str
     node_rank: int
-    env: dict = field(default_factory=dict)
-    argv: list = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    argv: list[str] = field(default_factory=list)
 
-    def as_json(self):
+    def as_json(self) -> dict[str, Any]:
         return {
             "recipe": self.recipe,
             "node_rank": self.node_rank,
@@ -46,51 +50,58 @@ class RankLaunch:
         }
 
 
-def _fmt(value):
+def _fmt(value: object) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
 
 
-def check_rank(recipe, node_rank):
-    n = recipe["hardware"]["nodes"]
+def check_rank(recipe: Recipe, node_rank: int) -> None:
+    n = recipe.hardware.nodes
     if not isinstance(node_rank, int) or not 0 <= node_rank < n:
         raise RecipeError(
             f"--node-rank {node_rank} is outside 0..{n - 1} "
-            f"(recipe {recipe['name']} runs on {n} node{'s' if n > 1 else ''})"
+            f"(recipe {recipe.name} runs on {n} node{'s' if n > 1 else ''})"
         )
 
 
-def spec_args(recipe):
-    spec = recipe.get("speculative")
+def spec_args(recipe: Recipe) -> list[str]:
+    spec = recipe.speculative
     if not spec:
         return []
     argv = [
-        "--speculative-algorithm", spec["algorithm"],
-        "--speculative-num-steps", str(spec["num_steps"]),
-        "--speculative-eagle-topk", str(spec["eagle_topk"]),
-        "--speculative-num-draft-tokens", str(spec["num_draft_tokens"]),
+        "--speculative-algorithm", spec.algorithm,
+        "--speculative-num-steps", str(spec.num_steps),
+        "--speculative-eagle-topk", str(spec.eagle_topk),
+        "--speculative-num-draft-tokens", str(spec.num_draft_tokens),
     ]  # fmt: skip
-    if spec["multi_layer_eagle"]:
+    if spec.multi_layer_eagle:
         argv.append("--enable-multi-layer-eagle")
     return argv
 
 
-def render_env(recipe, values):
-    env = {k: substitute(v, values) for k, v in recipe["env"]["common"].items()}
-    env.update({k: substitute(v, values) for k, v in recipe["env"]["per_rank"].items()})
+def render_env(recipe: Recipe, values: Mapping[str, str]) -> dict[str, str]:
+    env = {k: substitute(v, values) for k, v in recipe.env_common.items()}
+    env.update({k: substitute(v, values) for k, v in recipe.env_per_rank.items()})
     return env
 
 
-def render_argv(recipe, values, node_rank, head_addr, rank_flags=True):
+def render_argv(
+    recipe: Recipe,
+    values: Mapping[str, str],
+    node_rank: int,
+    head_addr: str | None,
+    rank_flags: bool = True,
+) -> list[str]:
     argv = []
-    for flag, value in server_arg_items(recipe):
+    for flag, value in recipe.server_args:
         argv.append(flag)
         if value is not None:
             argv.append(substitute(_fmt(value), values))
     argv += spec_args(recipe)
-    n = recipe["hardware"]["nodes"]
+    n = recipe.hardware.nodes
     if n > 1 and rank_flags:
+        assert head_addr is not None, "render_rank checks the head address"
         argv += [
             "--nnodes",
             str(n),
@@ -102,42 +113,47 @@ def render_argv(recipe, values, node_rank, head_addr, rank_flags=True):
     return argv
 
 
-def render_rank(recipe, node_rank, values, head_addr=None):
+def render_rank(
+    recipe: Recipe,
+    node_rank: int,
+    values: Mapping[str, str],
+    head_addr: str | None = None,
+) -> RankLaunch:
     """Environment and ``sglang.launch_server`` argv of one node rank."""
     check_rank(recipe, node_rank)
-    if recipe["hardware"]["nodes"] > 1:
+    if recipe.hardware.nodes > 1:
         if not head_addr:
             flag, env = HEAD_ADDR_INPUT
             raise RecipeError(
-                f"recipe {recipe['name']} is multi-node: give {flag} HOST:PORT "
+                f"recipe {recipe.name} is multi-node: give {flag} HOST:PORT "
                 f"(rank 0's address and a free port) or set ${env}"
             )
         head_addr = check_head_addr(head_addr)
     return RankLaunch(
-        recipe=recipe["name"],
+        recipe=recipe.name,
         node_rank=node_rank,
         env=render_env(recipe, values),
         argv=render_argv(recipe, values, node_rank, head_addr),
     )
 
 
-def placeholder_site(recipe, node_rank):
+def placeholder_site(recipe: Recipe, node_rank: int) -> dict[str, str]:
     """Site values for a dry run without real inputs (documentation addresses)."""
     values = {}
     for key in used_placeholders(recipe):
-        spec = recipe["site"][key]
+        spec = recipe.site[key]
         if key == "rank_addr":
             values[key] = placeholder_rank_addr(node_rank)
         else:
-            values[key] = spec.get("default") or spec.get("example") or f"<{key}>"
+            values[key] = spec.default or spec.example or f"<{key}>"
     return values
 
 
-def placeholder_head_addr():
+def placeholder_head_addr() -> str:
     return f"{placeholder_rank_addr(0)}:{PLACEHOLDER_HEAD_PORT}"
 
 
-def argv_value(argv, flag):
+def argv_value(argv: list[str], flag: str) -> str | None:
     for i, tok in enumerate(argv[:-1]):
         if tok == flag:
             return argv[i + 1]
@@ -148,10 +164,10 @@ _ENV_ASSIGN_RE = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 _SHELL_VAR_RE = re.compile(r"^\$\{[A-Z_]+\}[A-Za-z0-9_./:-]*$")
 
 
-def shell_line(argv, breaks=()):
+def shell_line(argv: list[str], breaks: Collection[int] = ()) -> str:
     """A copy-pasteable command: one flag (or VAR=value) per continuation line, and a
     line break before each token index in ``breaks``."""
-    lines = [[]]
+    lines: list[list[str]] = [[]]
     prev = None
     for i, tok in enumerate(argv):
         brk = (

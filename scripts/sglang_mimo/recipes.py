@@ -1,31 +1,65 @@
 """Launch recipes (``recipes/*.yaml``): the data, its validation and the per-site values.
 
 A recipe is data: model, hardware, image target, per-site inputs, environment and the
-arguments of ``python3 -m sglang.launch_server``. This module loads a recipe, checks it
-against ``recipes/schema.json`` and the project's own rules (``semantic_errors``) and
-resolves the per-site values. Rendering one rank is ``rank.py``; the runners are
-``run_exec.py``, ``run_docker.py`` and ``run_k8s.py``; SGLang's own startup checks are
-``startup.py`` and memory sizing ``sizing.py``. ``launch.py`` reads top-down over them.
+arguments of ``python3 -m sglang.launch_server``. ``load_recipe`` reads one, checks it
+against ``recipes/schema.json`` and the project's own rules (``RULES``, one function
+each) and returns a typed ``Recipe``; ``resolve_site`` fills in the per-site values
+(parsed and checked in ``sitevalues.py``). Rendering one rank is ``rank.py``; the
+runners are ``run_exec.py``, ``run_docker.py`` and ``run_k8s.py``; SGLang's own startup
+checks are ``startup.py`` and memory sizing ``sizing.py``. ``launch.py`` reads top-down
+over them.
 """
 
-import ipaddress
+from __future__ import annotations
+
 import json
 import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeAlias
 
 from sglang_mimo import paths
+from sglang_mimo.errors import RecipeError, RecipeInvalid
+from sglang_mimo.sitevalues import (
+    HEAD_ADDR_INPUT,
+    HEAD_PORT,
+    HUB_ID_RE,
+    SITE_INPUTS,
+    check_head_addr,
+    check_host,
+    check_model_path_here,
+    check_rank_addrs,
+    check_site_value,
+    is_local_path,
+    normalize_model_path,
+    same_host,
+)
+
+__all__ = [
+    "Recipe",
+    "RecipeError",
+    "RecipeInvalid",
+    "load_recipe",
+    "resolve_site",
+    # sitevalues' names, for the callers that take them from here
+    "HEAD_ADDR_INPUT",
+    "HEAD_PORT",
+    "HUB_ID_RE",
+    "SITE_INPUTS",
+    "check_head_addr",
+    "check_host",
+    "check_model_path_here",
+    "check_rank_addrs",
+    "check_site_value",
+    "is_local_path",
+    "normalize_model_path",
+    "same_host",
+]
 
 SCHEMA_FILE = paths.RECIPES / "schema.json"
 ALLOWLIST_FILE = paths.RECIPES / "env-allowlist.yaml"
-
-# Per-site inputs a recipe may use as {placeholders}: launcher flag and environment variable.
-SITE_INPUTS = {
-    "model_path": ("--model-path", "SGLANG_MIMO_MODEL_PATH"),
-    "rank_addr": ("--rank-addr", "SGLANG_MIMO_RANK_ADDR"),
-    "nic": ("--nic", "SGLANG_MIMO_NIC"),
-    "ib_hca": ("--ib-hca", "SGLANG_MIMO_IB_HCA"),
-}
-HEAD_ADDR_INPUT = ("--head-addr", "SGLANG_MIMO_HEAD_ADDR")
 
 # Flags the launcher owns: it adds them per rank, a recipe must not carry them.
 LAUNCHER_FLAGS = ("--nnodes", "--node-rank", "--dist-init-addr", "--nccl-init-addr")
@@ -42,20 +76,128 @@ ATTN_DP_FLAGS = ("--attn-dp-size", "--attention-data-parallel-size")
 AUDIO_MODALITIES = {"audio", "transcription"}
 AUDIO_UNDER_ATTN_DP_PATCH = "0006-mimo-audio-reduce-over-attn-tp-group.patch"
 
-# The head's torch.distributed port: the same number in the launcher, its docs, the
-# image docs and the Kubernetes render (overridable per run with --head-addr HOST:PORT).
-HEAD_PORT = 20000
 PLACEHOLDER_RE = re.compile(r"\{([a-z][a-z_]*)\}")
 
+# A server argument's value as the YAML gives it (a bare flag has none).
+ArgValue: TypeAlias = "str | int | float"
+ArgItem: TypeAlias = "tuple[str, ArgValue | None]"
 
-class RecipeError(Exception):
-    """A recipe or a launcher input is wrong; the message says what and how to fix it."""
+
+# ----------------------------------------------------------------------- the recipe
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str  # Hugging Face repository id
+    architecture: str
+    mtp: bool
+    modalities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Hardware:
+    gpu: str
+    gpus_per_node: int
+    gpu_memory_gib: float
+    nodes: int
+    interconnect: str | None = None
+    notes: str | None = None
+
+    @property
+    def gpus(self) -> int:
+        return self.gpus_per_node * self.nodes
+
+
+@dataclass(frozen=True)
+class Image:
+    target: str
+    shm_size: str = "32g"
+    rdma: bool = False
+
+
+@dataclass(frozen=True)
+class Speculative:
+    algorithm: str
+    num_steps: int
+    eagle_topk: int
+    num_draft_tokens: int
+    multi_layer_eagle: bool
+
+
+@dataclass(frozen=True)
+class SiteInput:
+    """How a per-site value is described to the user: help, default, example."""
+
+    help: str
+    default: str | None = None
+    example: str | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A recipe that passed its schema and the project's rules (``load_recipe``)."""
+
+    name: str
+    description: str
+    model: Model
+    hardware: Hardware
+    image: Image
+    site: dict[str, SiteInput]
+    env_common: dict[str, str]
+    env_per_rank: dict[str, str]
+    server_args: tuple[ArgItem, ...]
+    speculative: Speculative | None = None
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Recipe:
+        """The typed recipe of a mapping that passed the schema (``schema_errors``)."""
+        spec = data.get("speculative")
+        return cls(
+            name=data["name"],
+            description=data["description"],
+            model=Model(
+                **{**data["model"], "modalities": tuple(data["model"]["modalities"])}
+            ),
+            hardware=Hardware(**data["hardware"]),
+            image=Image(**data["image"]),
+            site={k: SiteInput(**v) for k, v in data["site"].items()},
+            env_common=dict(data["env"]["common"]),
+            env_per_rank=dict(data["env"]["per_rank"]),
+            server_args=tuple(_arg_items(data["server_args"])),
+            speculative=Speculative(**spec) if spec else None,
+            reasons=dict(data.get("reasons") or {}),
+        )
+
+    @property
+    def flags(self) -> list[str]:
+        """The server arguments' flags, in order."""
+        return [f for f, _ in self.server_args]
+
+    def flag(self, *flags: str) -> ArgValue | None:
+        """The value of the first of ``flags`` the server arguments set (None if none
+        does, or for a bare flag)."""
+        for flag, value in self.server_args:
+            if flag in flags:
+                return value
+        return None
+
+
+def _arg_items(entries: Iterable[str | Mapping[str, ArgValue]]) -> list[ArgItem]:
+    items: list[ArgItem] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            items.append((entry, None))
+        else:
+            ((flag, value),) = entry.items()
+            items.append((flag, value))
+    return items
 
 
 # --------------------------------------------------------------------------- loading
 
 
-def _yaml():
+def _yaml() -> ModuleType:
     try:
         import yaml
     except ImportError as e:  # pragma: no cover - pyyaml is a dependency
@@ -63,7 +205,7 @@ def _yaml():
     return yaml
 
 
-def known_recipes(recipes_dir=None):
+def known_recipes(recipes_dir: str | Path | None = None) -> dict[str, Path]:
     """Map recipe name -> path for every ``*.yaml`` recipe in the directory."""
     d = Path(recipes_dir or paths.RECIPES)
     return {
@@ -71,21 +213,25 @@ def known_recipes(recipes_dir=None):
     }
 
 
-def load_schema():
+def load_schema() -> dict[str, Any]:
     with open(SCHEMA_FILE, encoding="utf-8") as f:
-        return json.load(f)
+        schema: dict[str, Any] = json.load(f)
+    return schema
 
 
-def load_allowlist(path=ALLOWLIST_FILE):
+def load_allowlist(path: str | Path = ALLOWLIST_FILE) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
-        return _yaml().safe_load(f)["variables"]
+        variables: dict[str, Any] = _yaml().safe_load(f)["variables"]
+    return variables
 
 
-def resolve_recipe_path(name_or_path, recipes_dir=None):
+def resolve_recipe_path(
+    name_or_path: str | Path, recipes_dir: str | Path | None = None
+) -> Path:
     """A recipe name (``mimo-v2.5-gb10x4``) or a path to a YAML file."""
     known = known_recipes(recipes_dir)
     if name_or_path in known:
-        return known[name_or_path]
+        return known[str(name_or_path)]
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") and p.is_file():
         return p
@@ -95,27 +241,38 @@ def resolve_recipe_path(name_or_path, recipes_dir=None):
     )
 
 
-def load_recipe(name_or_path, recipes_dir=None):
-    """Load and validate a recipe; raise RecipeError listing every problem."""
-    path = resolve_recipe_path(name_or_path, recipes_dir)
+def read_recipe_data(path: Path) -> Any:
+    """The YAML of a recipe file, unchecked (RecipeInvalid when it is not YAML)."""
+    yaml = _yaml()
     try:
         with open(path, encoding="utf-8") as f:
-            data = _yaml().safe_load(f)
-    except _yaml().YAMLError as e:
-        raise RecipeError(f"{path}: not valid YAML: {e}") from e
+            return yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise RecipeInvalid(f"{path}: not valid YAML: {e}") from e
+
+
+def load_recipe(
+    name_or_path: str | Path, recipes_dir: str | Path | None = None
+) -> Recipe:
+    """Load and validate a recipe.
+
+    Raises RecipeError (exit 2) for a name that is no recipe, RecipeInvalid (exit 3)
+    for a file that is not YAML or fails validation, listing every problem."""
+    path = resolve_recipe_path(name_or_path, recipes_dir)
+    data = read_recipe_data(path)
     problems = validate(data, path.stem)
     if problems:
-        raise RecipeError(
+        raise RecipeInvalid(
             f"recipe {path} fails validation:\n"
             + "\n".join(f"  - {p}" for p in problems)
         )
-    return data
+    return Recipe.from_data(data)
 
 
 # ------------------------------------------------------------------------ validation
 
 
-def schema_errors(data, schema=None):
+def schema_errors(data: Any, schema: dict[str, Any] | None = None) -> list[str]:
     """Problems of ``data`` against the JSON Schema, as readable strings."""
     try:
         import jsonschema
@@ -133,51 +290,69 @@ def schema_errors(data, schema=None):
     return out
 
 
-def server_arg_items(recipe):
+def server_arg_items(recipe: Recipe | Mapping[str, Any]) -> list[ArgItem]:
     """The recipe's server arguments as (flag, value-or-None) pairs, in order."""
-    items = []
-    for entry in recipe["server_args"]:
-        if isinstance(entry, str):
-            items.append((entry, None))
-        else:
-            ((flag, value),) = entry.items()
-            items.append((flag, value))
-    return items
+    if isinstance(recipe, Recipe):
+        return list(recipe.server_args)
+    return _arg_items(recipe["server_args"])
 
 
-def _placeholders_in(text):
+def _placeholders_in(text: object) -> list[str]:
     return PLACEHOLDER_RE.findall(str(text))
 
 
-def used_placeholders(recipe):
-    names = set()
-    for section in ("common", "per_rank"):
-        for value in recipe["env"][section].values():
-            names.update(_placeholders_in(value))
-    for _, value in server_arg_items(recipe):
-        if value is not None:
-            names.update(_placeholders_in(value))
+def used_placeholders(recipe: Recipe) -> set[str]:
+    """The {placeholders} the recipe's environment and arguments use."""
+    names: set[str] = set()
+    for value in [*recipe.env_common.values(), *recipe.env_per_rank.values()]:
+        names.update(_placeholders_in(value))
+    for _, arg in recipe.server_args:
+        if arg is not None:
+            names.update(_placeholders_in(arg))
     return names
 
 
-def _flag_value(recipe, *flags):
-    for flag, value in server_arg_items(recipe):
-        if flag in flags:
-            return value
-    return None
+def series_names() -> list[str]:
+    """Patch file names of patches/series (the one series parser)."""
+    from sglang_mimo.series import read_series
+
+    names: list[str] = read_series()
+    return names
 
 
-def semantic_errors(recipe, name=None, allowlist=None):
-    """Rules a JSON Schema cannot say. Assumes ``recipe`` passed the schema."""
-    allowlist = load_allowlist() if allowlist is None else allowlist
-    errs = []
-    if name is not None and recipe["name"] != name:
-        errs.append(f"name: {recipe['name']!r} must equal the file name {name!r}")
+# ----------------------------------------------------------------- the project's rules
+#
+# Rules a JSON Schema cannot say, one function each: (recipe, context) -> problems.
+# They run in RULES' order on a recipe that passed the schema.
 
-    items = server_arg_items(recipe)
-    flags = [f for f, _ in items]
-    for dup in sorted({f for f in flags if flags.count(f) > 1}):
-        errs.append(f"server_args: {dup} appears more than once")
+
+@dataclass
+class RuleContext:
+    name: str | None  # the file's name, which the recipe's must equal
+    allowlist: Mapping[str, Any]  # recipes/env-allowlist.yaml
+    found: list[str] = field(default_factory=list)  # problems of the rules before
+
+
+Rule = Callable[[Recipe, RuleContext], list[str]]
+
+
+def _int_flag(recipe: Recipe, *flags: str) -> int:
+    return int(recipe.flag(*flags) or 1)
+
+
+def name_is_the_file_name(recipe: Recipe, ctx: RuleContext) -> list[str]:
+    if ctx.name is not None and recipe.name != ctx.name:
+        return [f"name: {recipe.name!r} must equal the file name {ctx.name!r}"]
+    return []
+
+
+def flags_are_the_recipes_own(recipe: Recipe, ctx: RuleContext) -> list[str]:
+    """Each flag once; none the launcher or the speculative block sets; none deprecated."""
+    flags = recipe.flags
+    errs = [
+        f"server_args: {dup} appears more than once"
+        for dup in sorted({f for f in flags if flags.count(f) > 1})
+    ]
     for flag in flags:
         if flag in LAUNCHER_FLAGS:
             errs.append(
@@ -192,28 +367,36 @@ def semantic_errors(recipe, name=None, allowlist=None):
                 "server_args: --enable-dp-attention is deprecated in v0.5.23; "
                 "use --attn-dp-size N (without --dp-size)"
             )
-    if _flag_value(recipe, "--model-path") != "{model_path}":
+    return errs
+
+
+def model_path_and_parsers(recipe: Recipe, ctx: RuleContext) -> list[str]:
+    """--model-path is the per-site value; MiMo's own reasoning and tool-call parsers."""
+    errs = []
+    if recipe.flag("--model-path") != "{model_path}":
         errs.append(
             'server_args: needs --model-path: "{model_path}" (a per-site value)'
         )
-    if _flag_value(recipe, "--reasoning-parser") != "mimo":
-        errs.append(
-            "server_args: --reasoning-parser must be mimo (see recipes/README.md)"
-        )
-    if _flag_value(recipe, "--tool-call-parser") != "mimo":
-        errs.append(
-            "server_args: --tool-call-parser must be mimo (see recipes/README.md)"
-        )
+    for flag in ("--reasoning-parser", "--tool-call-parser"):
+        if recipe.flag(flag) != "mimo":
+            errs.append(f"server_args: {flag} must be mimo (see recipes/README.md)")
+    return errs
 
-    # MTP <-> speculative block.
-    if recipe["model"]["mtp"] and "speculative" not in recipe:
-        errs.append("speculative: the model has MTP layers; add the speculative block")
-    if not recipe["model"]["mtp"] and "speculative" in recipe:
-        errs.append("speculative: the model has no MTP layers; drop the block")
 
-    # Attention DP and audio (sgl-project/sglang#37059, fixed by #37060 = patch 0006).
-    audio = AUDIO_MODALITIES & set(recipe["model"]["modalities"])
-    attn_dp = _flag_value(recipe, *ATTN_DP_FLAGS)
+def mtp_has_speculative_block(recipe: Recipe, ctx: RuleContext) -> list[str]:
+    if recipe.model.mtp and recipe.speculative is None:
+        return ["speculative: the model has MTP layers; add the speculative block"]
+    if not recipe.model.mtp and recipe.speculative is not None:
+        return ["speculative: the model has no MTP layers; drop the block"]
+    return []
+
+
+def attention_dp_with_audio_and_vision(recipe: Recipe, ctx: RuleContext) -> list[str]:
+    """Attention DP and audio (sgl-project/sglang#37059, fixed by #37060 = patch 0006);
+    and the vision encoder's data parallelism under attention DP."""
+    audio = AUDIO_MODALITIES & set(recipe.model.modalities)
+    attn_dp = recipe.flag(*ATTN_DP_FLAGS)
+    errs = []
     if audio and attn_dp is not None and int(attn_dp) > 1:
         if AUDIO_UNDER_ATTN_DP_PATCH not in series_names():
             errs.append(
@@ -222,84 +405,133 @@ def semantic_errors(recipe, name=None, allowlist=None):
                 f"(sgl-project/sglang#37059) unless patches/series carries "
                 f"{AUDIO_UNDER_ATTN_DP_PATCH}"
             )
-        if "--mm-enable-dp-encoder" not in flags:
+        if "--mm-enable-dp-encoder" not in recipe.flags:
             errs.append(
                 f"server_args: --attn-dp-size {attn_dp} with a multimodal model needs "
                 "--mm-enable-dp-encoder (the vision encoder refuses attention TP "
                 "narrower than TP otherwise)"
             )
-
-    # Reasons: every flag with a reason is one the recipe renders.
-    rendered = set(flags) | (set(SPEC_FLAGS) if recipe.get("speculative") else set())
-    for flag in sorted(set(recipe.get("reasons", {})) - rendered):
-        errs.append(f"reasons: {flag} is not a flag of this recipe")
-
-    # Parallel layout against the hardware.
-    hw = recipe["hardware"]
-    gpus = hw["gpus_per_node"] * hw["nodes"]
-    tp = int(_flag_value(recipe, "--tp-size", "--tensor-parallel-size") or 1)
-    pp = int(_flag_value(recipe, "--pp-size", "--pipeline-parallel-size") or 1)
-    dp = int(_flag_value(recipe, "--dp-size", "--data-parallel-size") or 1)
-    if tp * pp * dp != gpus:
-        errs.append(
-            f"server_args: tp {tp} x pp {pp} x dp {dp} = {tp * pp * dp} ranks, but the "
-            f"hardware has {gpus} GPUs ({hw['nodes']} x {hw['gpus_per_node']})"
-        )
-    if attn_dp is not None and tp % int(attn_dp):
-        errs.append(f"server_args: --attn-dp-size {attn_dp} must divide --tp-size {tp}")
-
-    # Memory per GPU, from the model's released config (sizing.py).
-    for flag in ("--mem-fraction-static", "--max-running-requests", "--context-length"):
-        if _flag_value(recipe, flag) is None:
-            errs.append(
-                f"server_args: needs {flag} (the memory check sizes against it)"
-            )
-    if not errs and tp * pp * dp == gpus:
-        from sglang_mimo import sizing
-
-        try:
-            fit = sizing.size_recipe(
-                recipe, items, sizing.config_dir(recipe["model"]["id"])
-            )
-        except (FileNotFoundError, ValueError) as e:
-            errs.append(f"memory: {e}")
-        else:
-            if sizing.problem(recipe, fit):
-                errs.append(sizing.problem(recipe, fit))
-
-    # Placeholders and per-site values.
-    used = used_placeholders(recipe)
-    for unknown in sorted(used - set(SITE_INPUTS)):
-        errs.append(
-            f"{{{unknown}}} is not a per-site value; use one of "
-            + ", ".join("{%s}" % k for k in SITE_INPUTS)
-        )
-    for k in sorted(used & set(SITE_INPUTS) - set(recipe["site"])):
-        errs.append(f"site: {{{k}}} is used but site.{k} is not described")
-    for k in sorted(set(recipe["site"]) - used):
-        errs.append(f"site: site.{k} is described but never used")
-    if hw["nodes"] > 1 and "rank_addr" not in used:
-        errs.append(
-            'env.per_rank: a multi-node recipe sets SGLANG_HOST_IP: "{rank_addr}"'
-        )
-    for section in ("common", "per_rank"):
-        for key in recipe["env"][section]:
-            if key not in allowlist:
-                errs.append(
-                    f"env.{section}: {key} is not in recipes/env-allowlist.yaml "
-                    "(variables SGLang, PyTorch or NCCL read)"
-                )
     return errs
 
 
-def series_names():
-    """Patch file names of patches/series (the one series parser)."""
-    from sglang_mimo.series import read_series
+def reasons_name_rendered_flags(recipe: Recipe, ctx: RuleContext) -> list[str]:
+    """Every flag with a reason is one the recipe renders."""
+    rendered = set(recipe.flags) | (set(SPEC_FLAGS) if recipe.speculative else set())
+    return [
+        f"reasons: {flag} is not a flag of this recipe"
+        for flag in sorted(set(recipe.reasons) - rendered)
+    ]
 
-    return read_series()
+
+def layout_fills_the_hardware(recipe: Recipe, ctx: RuleContext) -> list[str]:
+    """tp x pp x dp is the hardware's GPU count; attention DP divides TP."""
+    hw = recipe.hardware
+    tp = _int_flag(recipe, "--tp-size", "--tensor-parallel-size")
+    pp = _int_flag(recipe, "--pp-size", "--pipeline-parallel-size")
+    dp = _int_flag(recipe, "--dp-size", "--data-parallel-size")
+    errs = []
+    if tp * pp * dp != hw.gpus:
+        errs.append(
+            f"server_args: tp {tp} x pp {pp} x dp {dp} = {tp * pp * dp} ranks, but the "
+            f"hardware has {hw.gpus} GPUs ({hw.nodes} x {hw.gpus_per_node})"
+        )
+    attn_dp = recipe.flag(*ATTN_DP_FLAGS)
+    if attn_dp is not None and tp % int(attn_dp):
+        errs.append(f"server_args: --attn-dp-size {attn_dp} must divide --tp-size {tp}")
+    return errs
 
 
-def validate(data, name=None):
+MEMORY_FLAGS = ("--mem-fraction-static", "--max-running-requests", "--context-length")
+
+
+def memory_flags_are_set(recipe: Recipe, ctx: RuleContext) -> list[str]:
+    return [
+        f"server_args: needs {flag} (the memory check sizes against it)"
+        for flag in MEMORY_FLAGS
+        if recipe.flag(flag) is None
+    ]
+
+
+def memory_fits(recipe: Recipe, ctx: RuleContext) -> list[str]:
+    """Memory per GPU, from the model's released config (sizing.py); sized only when
+    every rule before it passed (the layout and the memory flags are then sound)."""
+    if ctx.found:
+        return []
+    from sglang_mimo import sizing
+
+    try:
+        fit = sizing.size_recipe(
+            recipe, recipe.server_args, sizing.config_dir(recipe.model.id)
+        )
+    except (FileNotFoundError, ValueError) as e:
+        return [f"memory: {e}"]
+    problem = sizing.problem(recipe, fit)
+    return [problem] if problem else []
+
+
+def placeholders_are_site_values(recipe: Recipe, ctx: RuleContext) -> list[str]:
+    """Placeholders name per-site values the site block describes, and only those."""
+    used = used_placeholders(recipe)
+    errs = [
+        f"{{{unknown}}} is not a per-site value; use one of "
+        + ", ".join(f"{{{k}}}" for k in SITE_INPUTS)
+        for unknown in sorted(used - set(SITE_INPUTS))
+    ]
+    for k in sorted(used & set(SITE_INPUTS) - set(recipe.site)):
+        errs.append(f"site: {{{k}}} is used but site.{k} is not described")
+    for k in sorted(set(recipe.site) - used):
+        errs.append(f"site: site.{k} is described but never used")
+    if recipe.hardware.nodes > 1 and "rank_addr" not in used:
+        errs.append(
+            'env.per_rank: a multi-node recipe sets SGLANG_HOST_IP: "{rank_addr}"'
+        )
+    return errs
+
+
+def env_is_allow_listed(recipe: Recipe, ctx: RuleContext) -> list[str]:
+    return [
+        f"env.{section}: {key} is not in recipes/env-allowlist.yaml "
+        "(variables SGLang, PyTorch or NCCL read)"
+        for section, env in (
+            ("common", recipe.env_common),
+            ("per_rank", recipe.env_per_rank),
+        )
+        for key in env
+        if key not in ctx.allowlist
+    ]
+
+
+RULES: tuple[Rule, ...] = (
+    name_is_the_file_name,
+    flags_are_the_recipes_own,
+    model_path_and_parsers,
+    mtp_has_speculative_block,
+    attention_dp_with_audio_and_vision,
+    reasons_name_rendered_flags,
+    layout_fills_the_hardware,
+    memory_flags_are_set,
+    memory_fits,
+    placeholders_are_site_values,
+    env_is_allow_listed,
+)
+
+
+def semantic_errors(
+    recipe: Recipe | Mapping[str, Any],
+    name: str | None = None,
+    allowlist: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """The problems RULES find, in order. ``recipe`` is a Recipe or a mapping that
+    passed the schema."""
+    if not isinstance(recipe, Recipe):
+        recipe = Recipe.from_data(recipe)
+    ctx = RuleContext(name, load_allowlist() if allowlist is None else allowlist)
+    for rule in RULES:
+        ctx.found += rule(recipe, ctx)
+    return ctx.found
+
+
+def validate(data: Any, name: str | None = None) -> list[str]:
     """All problems of a loaded recipe: schema first, then the project's rules."""
     if not isinstance(data, dict):
         return ["(top): a recipe is a YAML mapping"]
@@ -311,171 +543,32 @@ def validate(data, name=None):
 
 # ---------------------------------------------------------------------- site values
 
-_HOSTNAME_RE = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
-)
-_IFLIST_RE = re.compile(r"^[=^]?[A-Za-z0-9_.:@-]+(?:,[A-Za-z0-9_.:@-]+)*$")
 
-
-def check_host(value, what):
-    """An IPv4/IPv6 address or a DNS name; returns it, raises RecipeError otherwise."""
-    v = value.strip()
-    if v.startswith("[") and v.endswith("]"):
-        v = v[1:-1]
-    try:
-        ipaddress.ip_address(v)
-        return value.strip()
-    except ValueError:
-        pass
-    if _HOSTNAME_RE.match(v) and not re.fullmatch(r"[0-9.]+", v):
-        return value.strip()
-    raise RecipeError(f"{what}: {value!r} is not an IP address or host name")
-
-
-def check_head_addr(value, what="--head-addr"):
-    """``HOST:PORT`` (``[v6]:PORT`` for IPv6), as --dist-init-addr expects."""
-    m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):([0-9]{1,5})", value.strip())
-    if not m:
-        raise RecipeError(
-            f"{what}: {value!r} is not HOST:PORT (e.g. 192.0.2.10:{HEAD_PORT})"
-        )
-    host, port = m.group(1), int(m.group(2))
-    check_host(host, what)
-    if not 1 <= port <= 65535:
-        raise RecipeError(f"{what}: port {port} is outside 1..65535")
-    return value.strip()
-
-
-def _bare_host(value):
-    v = value.strip()
-    return v[1:-1] if v.startswith("[") and v.endswith("]") else v
-
-
-def same_host(a, b):
-    """Whether two hosts are one: True / False for two IP addresses or two names,
-    None when one is a name and the other an address (not resolved here)."""
-    a, b = _bare_host(a), _bare_host(b)
-    try:
-        ia = ipaddress.ip_address(a)
-    except ValueError:
-        ia = None
-    try:
-        ib = ipaddress.ip_address(b)
-    except ValueError:
-        ib = None
-    if ia is not None and ib is not None:
-        return ia == ib
-    if ia is None and ib is None:
-        return a.rstrip(".").lower() == b.rstrip(".").lower()
-    return None
-
-
-def check_rank_addrs(head_addr, rank_addrs):
-    """Refuse addresses that disagree. ``head_addr`` is HOST:PORT (rank 0's);
-    ``rank_addrs`` maps node rank -> that rank's --rank-addr (every rank of a
-    comma list, or the one rank being launched)."""
-    head = _bare_host(head_addr.strip().rsplit(":", 1)[0])
-    seen = {}
-    for rank, addr in sorted(rank_addrs.items()):
-        for other, prev in seen.items():
-            if same_host(addr, prev):
-                raise RecipeError(
-                    f"--rank-addr: {addr} is given for rank {other} and rank {rank}; "
-                    "each rank has its own address"
-                )
-        seen[rank] = addr
-    if 0 in rank_addrs and same_host(rank_addrs[0], head) is False:
-        if len(rank_addrs) == 1:
-            raise RecipeError(
-                f"rank 0's --rank-addr {rank_addrs[0]} differs from the --head-addr host "
-                f"{head}: rank 0 is the head, give one address for both"
-            )
-        listed = ",".join(rank_addrs[r] for r in sorted(rank_addrs))
-        at = [r for r, a in rank_addrs.items() if same_host(a, head)]
-        if at:
-            raise RecipeError(
-                f"--head-addr host {head} is rank {at[0]}'s address in --rank-addr "
-                f"{listed}; the head is rank 0: list rank 0's address first"
-            )
-        raise RecipeError(
-            f"--head-addr host {head} is not in --rank-addr {listed}; the head is "
-            f"rank 0, the list's first address ({rank_addrs[0]})"
-        )
-    for rank, addr in rank_addrs.items():
-        if rank and same_host(addr, head):
-            raise RecipeError(
-                f"rank {rank}'s --rank-addr {addr} is the --head-addr host, rank 0's "
-                "address: each rank gives its own address"
-            )
-
-
-HUB_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-
-
-def is_local_path(value):
-    """A --model-path that names a directory (absolute, ./x, ../x, ~/x, or one that
-    exists here), as opposed to a Hugging Face hub id (org/name)."""
-    v = value.strip()
-    return (
-        v.startswith(("/", "./", "../", "~"))
-        or v in (".", "..")
-        or not HUB_ID_RE.match(v)
-        or Path(v).exists()
-    )
-
-
-def normalize_model_path(value):
-    """Local paths become absolute (a relative one is relative to here); hub ids stay."""
-    if is_local_path(value):
-        return str(Path(value.strip()).expanduser().resolve())
-    return value.strip()
-
-
-def check_model_path_here(value):
-    """Before launching on this node: a local --model-path must be a directory here."""
-    if is_local_path(value) and not Path(value).is_dir():
-        raise RecipeError(
-            f"--model-path {value}: no such directory on this node (a local checkpoint "
-            "directory, or a hub id such as XiaomiMiMo/MiMo-V2.5)"
-        )
-    return value
-
-
-def check_site_value(key, value):
-    flag = SITE_INPUTS[key][0]
-    if key == "rank_addr":
-        return check_host(value, flag)
-    if key in ("nic", "ib_hca"):
-        if not _IFLIST_RE.match(value):
-            raise RecipeError(f"{flag}: {value!r} is not an interface/device name list")
-        return value
-    if not value.strip() or "\n" in value:
-        raise RecipeError(f"{flag}: empty or multi-line value")
-    if key == "model_path":
-        return normalize_model_path(value)
-    return value
-
-
-def resolve_site(recipe, given, environ, need=None):
+def resolve_site(
+    recipe: Recipe,
+    given: Mapping[str, str | None],
+    environ: Mapping[str, str],
+    need: Iterable[str] | None = None,
+) -> dict[str, str]:
     """Per-site values: flag, then environment variable, then the recipe's default.
 
     ``given`` maps site key -> flag value or None. Raises RecipeError naming every
     missing value with its flag, variable, help and example.
     """
     need = used_placeholders(recipe) if need is None else need
-    values, missing = {}, []
+    values: dict[str, str] = {}
+    missing = []
     for key in sorted(need):
         flag, env = SITE_INPUTS[key]
-        spec = recipe["site"][key]
-        value = given.get(key) or environ.get(env) or spec.get("default")
+        spec = recipe.site[key]
+        value = given.get(key) or environ.get(env) or spec.default
         if not value:
-            hint = f" (e.g. {spec['example']})" if "example" in spec else ""
-            missing.append(f"  {flag} / ${env}: {spec['help']}{hint}")
+            hint = f" (e.g. {spec.example})" if spec.example else ""
+            missing.append(f"  {flag} / ${env}: {spec.help}{hint}")
             continue
         values[key] = check_site_value(key, value)
     if missing:
         raise RecipeError(
-            f"recipe {recipe['name']} needs per-site values:\n" + "\n".join(missing)
+            f"recipe {recipe.name} needs per-site values:\n" + "\n".join(missing)
         )
     return values

@@ -1,9 +1,13 @@
 """The Kubernetes runner: a LeaderWorkerSet manifest running every rank of a recipe."""
 
+from __future__ import annotations
+
 import copy
+from collections.abc import Mapping
+from typing import Any
 
 from sglang_mimo.rank import argv_value, render_argv, render_env
-from sglang_mimo.recipes import HEAD_PORT, RecipeError, is_local_path
+from sglang_mimo.recipes import HEAD_PORT, Recipe, RecipeError, is_local_path
 
 HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
 # Device-plugin resource for the RDMA devices (NVIDIA network operator's shared-device
@@ -36,13 +40,13 @@ os.execvp(sys.executable, [sys.executable, "-m", "sglang.launch_server", *args])
 
 
 def lws_manifest(
-    recipe,
-    values,
-    image,
-    head_port=HEAD_PORT,
-    rdma_resource=RDMA_RESOURCE,
-    hf_cache_host=HF_CACHE_IN_CONTAINER,
-):
+    recipe: Recipe,
+    values: Mapping[str, str],
+    image: str,
+    head_port: int = HEAD_PORT,
+    rdma_resource: str = RDMA_RESOURCE,
+    hf_cache_host: str = HF_CACHE_IN_CONTAINER,
+) -> dict[str, Any]:
     """A LeaderWorkerSet (leaderworkerset.x-k8s.io/v1) running one group of all ranks.
 
     Everything that differs between the ranks comes from LWS at run time, so that any
@@ -57,11 +61,11 @@ def lws_manifest(
     registration) and one RDMA device of ``rdma_resource``. Hub ids get a Hugging Face
     cache volume. torch.distributed/NCCL as SGLang does it, no Ray.
     """
-    n = recipe["hardware"]["nodes"]
-    rdma = recipe["image"].get("rdma", False)
-    nic = values.get("nic")
-    from_nic = rdma and nic is not None
-    if from_nic and nic.startswith("^"):
+    n = recipe.hardware.nodes
+    rdma = recipe.image.rdma
+    nic = values.get("nic") if rdma else None
+    from_nic = nic is not None
+    if nic is not None and nic.startswith("^"):
         raise RecipeError(
             f"--nic {nic}: the Kubernetes render reads each pod's address from the "
             "interface named first in --nic; give interface names, not an exclusion"
@@ -73,10 +77,10 @@ def lws_manifest(
         argv += ["--nnodes", "$(LWS_GROUP_SIZE)", "--node-rank", "$(LWS_WORKER_INDEX)",
                  "--dist-init-addr", f"$(LWS_LEADER_ADDRESS):{int(head_port)}"]  # fmt: skip
     command = ["python3", "-m", "sglang.launch_server"]
-    if from_nic:
+    if nic is not None:
         env["SGLANG_MIMO_NIC"] = nic
         command = ["python3", "-c", RANK_ADDR_FROM_NIC]
-    env_list = [
+    env_list: list[dict[str, Any]] = [
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {
             "name": "LWS_WORKER_INDEX",
@@ -89,13 +93,13 @@ def lws_manifest(
     ] + [{"name": k, "value": v} for k, v in env.items()]
     port = int(argv_value(argv, "--port") or 30000)
     model = values.get("model_path", "")
-    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]
-    volumes = [
+    mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    volumes: list[dict[str, Any]] = [
         {
             "name": "dshm",
             "emptyDir": {
                 "medium": "Memory",
-                "sizeLimit": recipe["image"].get("shm_size", "32g").upper() + "i",
+                "sizeLimit": recipe.image.shm_size.upper() + "i",
             },
         }
     ]
@@ -115,12 +119,12 @@ def lws_manifest(
     if rdma:
         mounts.append({"name": "infiniband", "mountPath": "/dev/infiniband"})
         volumes.append({"name": "infiniband", "hostPath": {"path": "/dev/infiniband"}})
-    limits = {"nvidia.com/gpu": recipe["hardware"]["gpus_per_node"]}
+    limits = {"nvidia.com/gpu": recipe.hardware.gpus_per_node}
     if rdma:
         limits[rdma_resource] = 1
 
-    def pod(role):
-        container = {
+    def pod(role: str) -> dict[str, Any]:
+        container: dict[str, Any] = {
             "name": f"sglang-{role}",
             "image": image,
             "command": command,
@@ -140,14 +144,17 @@ def lws_manifest(
             }
         # Own copies per template: no YAML anchors/aliases in the output.
         container = copy.deepcopy(container)
-        spec = {"containers": [container], "volumes": copy.deepcopy(volumes)}
+        spec: dict[str, Any] = {
+            "containers": [container],
+            "volumes": copy.deepcopy(volumes),
+        }
         if rdma:
             # RoCE/IB interfaces are named as on the host (NCCL_SOCKET_IFNAME, NCCL_IB_HCA).
             spec["hostNetwork"] = True
             spec["dnsPolicy"] = "ClusterFirstWithHostNet"
         return {"metadata": {"labels": {"role": role}}, "spec": spec}
 
-    lwt = {"size": n, "restartPolicy": "RecreateGroupOnPodRestart"}
+    lwt: dict[str, Any] = {"size": n, "restartPolicy": "RecreateGroupOnPodRestart"}
     if n > 1:
         lwt["leaderTemplate"] = pod("leader")
         lwt["workerTemplate"] = pod("worker")
@@ -156,6 +163,6 @@ def lws_manifest(
     return {
         "apiVersion": "leaderworkerset.x-k8s.io/v1",
         "kind": "LeaderWorkerSet",
-        "metadata": {"name": recipe["name"].replace(".", "-")},
+        "metadata": {"name": recipe.name.replace(".", "-")},
         "spec": {"replicas": 1, "leaderWorkerTemplate": lwt},
     }

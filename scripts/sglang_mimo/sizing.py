@@ -34,10 +34,15 @@ ranks) at the recipe's ``--context-length`` (else the config's
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sglang_mimo import paths
+
+if TYPE_CHECKING:
+    from sglang_mimo.recipes import ArgItem, Recipe
 
 CONFIGS = paths.RECIPES / "configs"
 GIB = 2**30
@@ -363,12 +368,12 @@ def _flag(items, *names, default=None):
     return default
 
 
-def layout_of(recipe, server_args):
+def layout_of(recipe: Recipe, server_args: Sequence[ArgItem]) -> Layout:
     """Parallel layout and KV settings of a recipe (``server_args``: (flag, value) pairs)."""
     tp = int(_flag(server_args, "--tp-size", "--tensor-parallel-size", default=1))
     attn_dp = int(_flag(server_args, "--attn-dp-size", default=1))
     kv_dtype = str(_flag(server_args, "--kv-cache-dtype", default="auto"))
-    spec = recipe.get("speculative") or {}
+    spec = recipe.speculative
     return Layout(
         tp=tp,
         attn_dp=attn_dp,
@@ -384,15 +389,17 @@ def layout_of(recipe, server_args):
                 default=SWA_FULL_TOKENS_RATIO_DEFAULT,
             )
         ),
-        mtp_layers=spec.get("num_steps", 0) if spec else 0,
+        mtp_layers=spec.num_steps if spec else 0,
     )
 
 
-def size_recipe(recipe, server_args, model_dir):
+def size_recipe(
+    recipe: Recipe, server_args: Sequence[ArgItem], model_dir: str | Path
+) -> Sizing:
     """The memory of one GPU of ``recipe`` with the config in ``model_dir``.
 
     Raises ConfigError (file and field named) for a config it cannot size."""
-    cfg = load_config(model_dir, recipe["model"]["architecture"])
+    cfg = load_config(model_dir, recipe.model.architecture)
     tok_file = Path(model_dir) / "audio_tokenizer" / "config.json"
     tok = _read_json(tok_file) if tok_file.is_file() else None
     path = Path(model_dir) / "config.json"
@@ -422,7 +429,7 @@ def _size(recipe, server_args, cfg, tok):
     weights = weight_bytes_per_rank(cfg, layout, quant, tok) / GIB
     per_token = kv_bytes_per_token(cfg, layout)
     frac = float(_flag(server_args, "--mem-fraction-static"))
-    budget = recipe["hardware"]["gpu_memory_gib"] * frac
+    budget = recipe.hardware.gpu_memory_gib * frac
     pool = budget - weights
     reqs = max(1, int(_flag(server_args, "--max-running-requests")) // layout.attn_dp)
     ctx = _flag(server_args, "--context-length")
@@ -440,15 +447,14 @@ def _size(recipe, server_args, cfg, tok):
     )
 
 
-def problem(recipe, sizing):
+def problem(recipe: Recipe, sizing: Sizing) -> str | None:
     """A sentence saying why the recipe does not fit, or None."""
     if sizing.fits:
         return None
-    hw = recipe["hardware"]
     return (
         f"memory: {sizing.weights_gib:.1f} GiB of weights per GPU leave "
         f"{sizing.kv_pool_gib:.1f} GiB of {sizing.budget_gib:.1f} GiB "
-        f"({hw['gpu_memory_gib']} GiB x --mem-fraction-static) for the KV cache; "
+        f"({recipe.hardware.gpu_memory_gib} GiB x --mem-fraction-static) for the KV cache; "
         f"{sizing.requests_per_dp_rank} requests x {sizing.context_length} tokens x "
         f"{sizing.kv_bytes_per_token} B/token need {sizing.kv_needed_gib:.1f} GiB: "
         "lower --max-running-requests or --context-length, or add GPUs"

@@ -315,7 +315,7 @@ def run(args):
         from sglang_mimo import recipes
 
         try:
-            modalities = set(recipes.load_recipe(args.recipe)["model"]["modalities"])
+            modalities = set(recipes.load_recipe(args.recipe).model.modalities)
         except recipes.RecipeError as e:
             print(f"smoke: error: {e}", file=sys.stderr)
             return 2

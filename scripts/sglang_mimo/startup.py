@@ -83,12 +83,12 @@ class GpuStandIn:
 
     @classmethod
     def for_recipe(cls, recipe):
-        hw = recipe["hardware"]
+        hw = recipe.hardware
         return cls(
-            hw["gpu"],
-            hw["gpus_per_node"],
-            TARGET_CAPABILITY[recipe["image"]["target"]],
-            hw["gpu_memory_gib"],
+            hw.gpu,
+            hw.gpus_per_node,
+            TARGET_CAPABILITY[recipe.image.target],
+            hw.gpu_memory_gib,
         )
 
     def __enter__(self):
@@ -198,11 +198,11 @@ def check_argv(argv, gpu, recipe_name="", node_rank=0):
 
 def check_rank(recipe, launch, model_dir=None):
     """SGLang's verdict on one rendered rank (``recipes.RankLaunch``) of ``recipe``."""
-    model_dir = Path(model_dir or config_dir(recipe["model"]["id"]))
+    model_dir = Path(model_dir or config_dir(recipe.model.id))
     return check_argv(
         argv_with_model(launch.argv, model_dir),
         GpuStandIn.for_recipe(recipe),
-        recipe["name"],
+        recipe.name,
         launch.node_rank,
     )
 
