@@ -11,8 +11,17 @@ BUILD = Path(os.environ.get("SGLANG_MIMO_BUILD", REPO / "build"))
 COPIED = ["scripts", "patches", "CHANGELOG.md", "README.md", "pyproject.toml"]
 
 
-def run_cli(*args, repo=REPO, check_rc=None):
-    """``python -m sglang_mimo.cli ARGS`` with the tooling of ``repo``; CompletedProcess."""
+def run_cli(*args, repo=REPO, check_rc=None, module=None):
+    """The command line with the tooling of ``repo``; CompletedProcess.
+
+    ``sglang-mimo ARGS`` (``python -m sglang_mimo.cli``), or for a maintainer command
+    ``scripts/dev ARGS`` (``python -m sglang_mimo.dev``), as a user or a maintainer
+    runs it; ``module`` picks the entry instead."""
+    from sglang_mimo.cli import MAINTAINER_COMMANDS
+
+    if module is None:
+        dev = bool(args) and str(args[0]) in MAINTAINER_COMMANDS
+        module = "sglang_mimo.dev" if dev else "sglang_mimo.cli"
     env = {
         **os.environ,
         "PYTHONPATH": str(Path(repo) / "scripts"),
@@ -21,7 +30,7 @@ def run_cli(*args, repo=REPO, check_rc=None):
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "sglang_mimo.cli", *map(str, args)],
+        [sys.executable, "-m", module, *map(str, args)],
         capture_output=True,
         text=True,
         env=env,
@@ -29,7 +38,7 @@ def run_cli(*args, repo=REPO, check_rc=None):
     )
     if check_rc is not None:
         assert proc.returncode == check_rc, (
-            f"sglang-mimo {' '.join(map(str, args))} exited {proc.returncode}, "
+            f"{module} {' '.join(map(str, args))} exited {proc.returncode}, "
             f"expected {check_rc}\n{proc.stdout}\n{proc.stderr}"
         )
     return proc

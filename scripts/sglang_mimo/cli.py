@@ -1,45 +1,56 @@
-"""sglang-mimo: the project's one command line.
+"""sglang-mimo: the command line of the project's users.
 
 Each sub-command lives in its own module of this package, which defines
 ``add_parser(subparsers)``; the module registers its parser and sets
 ``func`` to a callable taking the parsed arguments and returning an exit code.
+The maintainers' commands (docs, changelog, rebase, export-pr, audit) are
+``sglang_mimo.dev``'s, run from a checkout as ``scripts/dev``.
 """
+
+from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from collections.abc import Sequence
 
 from sglang_mimo import paths
+from sglang_mimo.errors import ToolError
 
-# Modules that contribute sub-commands, in the order --help lists them.
-SUBCOMMAND_MODULES = [
-    "docs",
-    "image",
-    "launch",
-    "cluster",
-    "doctor",
-    "smoke",
-    "status",
-    "audit",
-    "changelog",
-    "rebase",
-    "export_pr",
-]
+PROG = "sglang-mimo"
+# The users' commands (an installed package's `sglang-mimo`), in the order --help lists
+# them. The series' own apply entry is scripts/apply_patches.sh.
+USER_COMMANDS = ["image", "launch", "cluster", "doctor", "smoke", "status"]
 
-# Commands that read or change the repository itself, not only the series, pin and
-# recipes an installed package ships: the file each needs.
-NEEDS_CHECKOUT = {
-    "docs": "README.md",
-    "changelog": "CHANGELOG.md",
-    "rebase": "pyproject.toml",
-    "export-pr": "tests/regression",
+# The maintainers' commands: ``scripts/dev`` (``sglang_mimo.dev``), from a checkout
+# only; command name -> the module of this package that registers it, in --help's order.
+MAINTAINER_COMMANDS = {
+    "docs": "docs",
+    "changelog": "changelog",
+    "audit": "audit",
+    "rebase": "rebase",
+    "export-pr": "export_pr",
+    # >>> maintainer commands to come: add them here (e.g. "lint": "lint", the
+    # series lint: headers, Regression-Test trailers, series/file agreement, stale
+    # generated docs). <<<
 }
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="sglang-mimo", description=__doc__.split("\n\n")[0]
-    )
+class Parser(argparse.ArgumentParser):
+    """The top parser, which knows each command's own parser (``commands``), so that
+    a mistyped flag shows that command's usage."""
+
+    commands: dict[str, argparse.ArgumentParser]
+
+
+def build_parser(
+    prog: str = PROG,
+    modules: Sequence[str] = USER_COMMANDS,
+    description: str | None = None,
+) -> Parser:
+    """The parser of ``prog`` with the sub-commands of ``modules`` (module names of
+    this package)."""
+    parser = Parser(prog=prog, description=description or __doc__.split("\n\n")[0])
     pin = paths.load_pin()
     parser.add_argument(
         "--version",
@@ -47,15 +58,15 @@ def build_parser():
         version=f"sglang-mimo {pin['distribution']} (SGLang {pin['version']})",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
+    for name in modules:
         importlib.import_module(f"sglang_mimo.{name}").add_parser(sub)
-    # Each command's own parser, so that a mistyped flag shows that command's usage.
-    parser.commands = sub.choices
+    parser.commands = dict(sub.choices)
     return parser
 
 
-def main(argv=None):
-    parser = build_parser()
+def dispatch(parser: Parser, argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run the command; a ToolError ends it with its message and
+    code (``PROG COMMAND: error: MESSAGE``), as argparse ends a usage error."""
     # argparse hands a command's unknown flags up to the top parser, whose usage says
     # nothing about them: report them with the command's own usage instead.
     args, unknown = parser.parse_known_args(argv)
@@ -71,14 +82,30 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
-        if args.command in NEEDS_CHECKOUT:
-            paths.require_checkout(NEEDS_CHECKOUT[args.command])
-        return args.func(args)
-    except (paths.NotACheckout, FileNotFoundError) as e:
-        if isinstance(e, FileNotFoundError) and not paths.INSTALLED:
+        code: int = args.func(args)
+        return code
+    except ToolError as e:
+        print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
+        return e.code
+    except FileNotFoundError as e:
+        if not paths.INSTALLED:
             raise
-        print(f"sglang-mimo {args.command}: {e}", file=sys.stderr)
+        print(f"{parser.prog} {args.command}: {e}", file=sys.stderr)
         return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] and argv[0] in MAINTAINER_COMMANDS:
+        print(
+            f"{PROG}: {argv[0]} is a maintainer command and needs a checkout of the "
+            f"sglang-mimo repository: in a clone, run `scripts/dev {argv[0]} ...` "
+            "(or `python3 -m sglang_mimo.dev` with SGLANG_MIMO_REPO pointing at the "
+            "clone)",
+            file=sys.stderr,
+        )
+        return 2
+    return dispatch(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -414,19 +414,15 @@ def export(
 
 
 def run(args):
-    try:
-        patch, branch, base, files, out, result = export(
-            args.patch,
-            args.checkout,
-            args.out,
-            args.base,
-            args.branch,
-            args.verify,
-            args.python,
-        )
-    except trees.ToolError as e:
-        print(f"sglang-mimo export-pr: error: {e}", file=sys.stderr)
-        return e.code
+    patch, branch, base, files, out, result = export(
+        args.patch,
+        args.checkout,
+        args.out,
+        args.base,
+        args.branch,
+        args.verify,
+        args.python,
+    )
     print(
         f"branch {branch} in {args.checkout}: {patch.name} + "
         f"{len(files)} test file(s) on {base[:12]}"

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -202,19 +201,11 @@ def render(result):
 
 
 def run(args):
-    try:
-        result = try_series(args.version)
-    except trees.ToolError as e:
-        print(f"sglang-mimo rebase: error: {e}", file=sys.stderr)
-        return e.code
+    result = try_series(args.version)
     conflicts = any(r["outcome"] == "conflicts" for r in result["patches"])
     code = 1 if conflicts else (4 if result["audit"] else 0)
     if args.write and code == 0:
-        try:
-            carried, dropped = refresh(result)
-        except trees.ToolError as e:
-            print(f"sglang-mimo rebase: error: {e}", file=sys.stderr)
-            return e.code
+        carried, dropped = refresh(result)
         result["written"] = {"refreshed": carried, "dropped": dropped}
     if args.json:
         print(json.dumps(result, indent=1))

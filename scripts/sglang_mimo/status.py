@@ -14,7 +14,6 @@ Exit codes: 0 every patch is contained or applies; 1 a patch conflicts;
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +66,7 @@ def render_table(rows):
 
 
 def run(args):
-    try:
-        tree, version, rows = collect(args.tree)
-    except trees.ToolError as e:
-        print(f"sglang-mimo status: error: {e}", file=sys.stderr)
-        return e.code
+    tree, version, rows = collect(args.tree)
     if args.json:
         print(json.dumps({"tree": tree, "version": version, "patches": rows}, indent=1))
     else:
