@@ -35,9 +35,9 @@ files under registered/ prove the patch whose ``Regression-Test`` trailer names 
 read by the harness's own ``registered_files`` at ``prepare``.
 
     .venv/bin/python scripts/device_cuda_tests.py prepare
-    # device call: carry [".device/carry"], command
-    #   PYTHONUNBUFFERED=1 python3 scripts/device_cuda_tests.py run --out "$OUT"
-    python3 scripts/device_cuda_tests.py judge DIR    # DIR: what came back
+    # copy the checkout with .device/carry/ to the GPU machine; there:
+    #   PYTHONUNBUFFERED=1 python3 scripts/device_cuda_tests.py run --out OUT
+    python3 scripts/device_cuda_tests.py judge DIR    # DIR: OUT, copied back here
 """
 
 import argparse
@@ -54,14 +54,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICE = REPO / ".device"  # ignored by git (.gitignore)
-CARRY = DEVICE / "carry"  # the one path a device call carries
+CARRY = DEVICE / "carry"  # the one folder copied to the GPU machine
 CACHE = DEVICE / "cache"  # downloads and staging; never carried
 TREES = ("unpatched", "patched")
-# The GPU machine's interpreter (KINDS.md: Python 3.12 on x86-64).
+# The GPU machine's interpreter (Python 3.12 on x86-64).
 DEVICE_WHEEL = "x86_64-cp312"
 # What the import closure of tests/regression/ needs (collected, plus the modules the
-# CUDA tests import in their bodies) that the GPU machine's image lacks (KINDS.md's
-# package list), at the versions .venv holds (`make venv`: sglang==0.5.23's own
+# CUDA tests import in their bodies) that the GPU machine's image lacks (beside its
+# preinstalled torch, triton and transformers), at the versions .venv holds (`make venv`: sglang==0.5.23's own
 # dependency set, tests/requirements.txt). `closure` lists the distributions imported
 # here. Left out, being optional imports (of sglang, or of transformers when installed)
 # or too large to carry: flashinfer-python, flash-attn-4, torchcodec, kernels, and

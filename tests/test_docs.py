@@ -139,11 +139,11 @@ def test_the_smoke_command_is_spelt_as_it_runs():
 # ------------------------------------------------------ the docs' commands, for real
 
 
-def _sglang_mimo_lines(paths_):
+def _sglang_mimo_lines(paths_, programs=("sglang-mimo ",)):
     for path in paths_:
         for line, env in _shell_lines(path):
             line = line.split(" | ")[0].strip()
-            if not line.startswith("sglang-mimo "):
+            if not line.startswith(programs):
                 continue
             if re.search(r"\[|\.\.\.|\bRECIPE\b|\bHOST\b", line):
                 continue  # a synopsis with placeholders, not a command
@@ -151,16 +151,23 @@ def _sglang_mimo_lines(paths_):
 
 
 def test_every_documented_sglang_mimo_command_parses():
-    """Each `sglang-mimo ...` line of the docs names a real subcommand and real flags."""
+    """Each `sglang-mimo ...` (users') and `scripts/dev ...` (maintainers') line of the
+    docs names a real subcommand of that command line and real flags."""
     import shlex
 
-    from sglang_mimo import cli
+    from sglang_mimo import cli, dev
 
-    parser = cli.build_parser()
+    parsers = {
+        "sglang-mimo": cli.build_parser(),
+        "scripts/dev": cli.build_parser(
+            dev.PROG, list(cli.MAINTAINER_COMMANDS.values())
+        ),
+    }
     seen = 0
-    for path, line, _ in _sglang_mimo_lines(DOCS):
+    for path, line, _ in _sglang_mimo_lines(DOCS, ("sglang-mimo ", "scripts/dev ")):
+        program, *args = shlex.split(line)
         try:
-            parser.parse_args(shlex.split(line)[1:])
+            parsers[program].parse_args(args)
         except SystemExit as e:
             assert e.code == 0, f"{path.relative_to(REPO)}: {line}"
         seen += 1

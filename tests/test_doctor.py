@@ -477,7 +477,7 @@ def test_the_operator_guides_inventory_renders(tmp_path):
     assert "ssh -o BatchMode=yes -o ConnectTimeout=10 192.0.2.13 " in out.stdout
 
 
-# The form of issue 25's run (two ranks on one machine, `local`: no ssh), here with gloo.
+# Two ranks on one machine (`local`: no ssh), as a single-host run has them, with gloo.
 ONE_HOST = ["cluster", "doctor", "mimo-v2.5-pro-h200x16", "--hosts", "local,local",
             "--rank-addr", "127.0.0.1,127.0.0.1", "--ib-hca", "mlx5_0", "--runner", "exec",
             "--python", sys.executable, "--only", "addrs", "--only", "allreduce",

@@ -159,7 +159,7 @@ def test_no_per_node_address_in_the_manifest():
                "--rank-addr", "192.0.2.10,192.0.2.11,192.0.2.12,192.0.2.13")  # fmt: skip
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.startswith("launch: error: --render k8s takes no --rank-addr")
-    # The variable (per node, for docker/exec) is not used either.
+    # The variable (per node, for docker and exec) is not used either.
     env = clean_env(SGLANG_MIMO_RANK_ADDR="192.0.2.11")
     manifest, r = render(GB10, *site_args(GB10), env=env)
     assert "192.0.2." not in r.stdout

@@ -202,7 +202,7 @@ def test_docker_lines_per_rank():
     assert len(lines) == 4
     image = f"sglang-mimo:{paths.load_pin()['distribution']}-sm121a"
     for rank, argv in enumerate(lines):
-        # No --rm: a crashed rank keeps its container and logs (issue 22).
+        # No --rm: a crashed rank keeps its container and logs.
         assert argv[:5] == ["docker", "run", "-d", "--restart", "no"]
         assert "--rm" not in argv
         assert argv[argv.index("--name") + 1] == f"{GB10}-rank{rank}"

@@ -260,8 +260,8 @@ def test_mtp_recipes_render_the_speculative_block(parsed):
 
 
 def test_attention_dp_with_audio_needs_patch_0006(monkeypatch):
-    """Audio under attention DP hangs v0.5.23 (#37059) unless the series carries the
-    backport of #37060: without 0006 in patches/series the V2.5 H200 recipe is refused.
+    """Audio under attention DP hangs v0.5.23 (sglang#37059) unless the series carries
+    the backport of sglang#37060: without 0006 in patches/series the V2.5 H200 recipe is refused.
     """
     r = raw("mimo-v2.5-h200x8")
     assert R.AUDIO_UNDER_ATTN_DP_PATCH in R.series_names()

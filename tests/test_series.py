@@ -78,7 +78,7 @@ def with_trailers(tmp_path, *trailers, author=None):
     [
         (*case, None)[:3]
         for case in [
-        # Submitted names a PR this project did not open (0001 once named #24503)
+        # Submitted names a PR this project did not open (0001 once named sglang#24503)
         (
             ("Origin: vendor", f"Upstream-Status: Submitted [{PR}24503]"),
             "not a PR of this project",

@@ -1,4 +1,4 @@
-"""Every Triton kernel the GB10 recipe launches fits an sm_121 (GB10) block (issue 23, item 2).
+"""Every Triton kernel the GB10 recipe launches fits an sm_121 (GB10) block.
 
 ``scripts/sm121_fit.py`` runs the patched tree's own launchers as SGLang runs them on a
 GB10 (capability (12, 1), device name "NVIDIA GB10"), at MiMo-V2.5's shapes from

@@ -1,4 +1,5 @@
-"""sglang-mimo tooling: one small package behind one CLI (``sglang-mimo``).
+"""sglang-mimo tooling: one small package behind two command lines, the users'
+``sglang-mimo`` (``cli``) and the maintainers' ``scripts/dev`` (``dev``).
 
 Applying patches is done in one place: ``sglang_mimo.engine`` (standard library only),
 which every command that applies, checks or reverses the series calls in-process, and

@@ -392,8 +392,9 @@ def mtp_has_speculative_block(recipe: Recipe, ctx: RuleContext) -> list[str]:
 
 
 def attention_dp_with_audio_and_vision(recipe: Recipe, ctx: RuleContext) -> list[str]:
-    """Attention DP and audio (sgl-project/sglang#37059, fixed by #37060 = patch 0006);
-    and the vision encoder's data parallelism under attention DP."""
+    """Attention DP and audio (sgl-project/sglang#37059, fixed by sglang#37060, which
+    patch 0006 backports); and the vision encoder's data parallelism under attention
+    DP."""
     audio = AUDIO_MODALITIES & set(recipe.model.modalities)
     attn_dp = recipe.flag(*ATTN_DP_FLAGS)
     errs = []
