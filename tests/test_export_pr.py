@@ -1,6 +1,7 @@
 """sglang-mimo export-pr on a checkout-layout git tree built from the pinned wheel.
 
-Every exportable patch (our own: not a Backport, not Inappropriate) is exported,
+Every exportable patch (our own: not a Backport, not someone else's open PR carried,
+not Inappropriate) is exported,
 each on top of the series before it (the patches before the first one committed
 as upstream's history would hold them, the later ones stacked with ``--base``
 on the previous export's branch). Each branch holds exactly the patch (byte for
@@ -20,11 +21,11 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import repo_copy, run_cli
-from sglang_mimo import export_pr, paths, series, trees
+from sglang_mimo import export_pr, lint, paths, series, trees
 from sglang_mimo.rebase import FORMAT_PATCH
 
 PATCHES = series.load_series()
-EXPORTABLE = [p for p in PATCHES if series.status_word(p) not in export_pr.REFUSED]
+EXPORTABLE = [p for p in PATCHES if export_pr.refusal(p) is None]
 FIRST = series.read_series().index(EXPORTABLE[0].name)
 
 
@@ -67,16 +68,16 @@ def exported(pinned_wheel, tmp_path_factory):
     checkout = trees.make_checkout(
         pinned_wheel, base / "sglang", paths.load_pin()["version"]
     )
-    for p in PATCHES[:FIRST]:  # e.g. 0001, a Backport: upstream's history
+    for p in PATCHES[:FIRST]:  # e.g. 0001, sglang#24503 carried: upstream's history
         one = trees.single_patch_series(p.path, base / "below" / p.name)
         trees.apply(checkout, trees.Options(commit=True, series=one))
     start = git(checkout, "rev-parse", "HEAD").strip()
     bodies, previous, bases = {}, None, []
     for p in EXPORTABLE:
         # Patches between the last exported one and this one that are not ours to
-        # send (Backports, Inappropriate: upstream's own fixes) are upstream's
-        # history for it, as 0001 is for the first: committed on a branch of their
-        # own, which this export stacks on with --base.
+        # send (Backports, carried PRs, Inappropriate: upstream's own fixes) are
+        # upstream's history for it, as 0001 is for the first: committed on a branch
+        # of their own, which this export stacks on with --base.
         lo = (
             PATCHES.index(EXPORTABLE[EXPORTABLE.index(p) - 1]) + 1
             if previous
@@ -139,13 +140,13 @@ def exported(pinned_wheel, tmp_path_factory):
 
 
 def test_every_own_patch_is_exportable():
-    """Our own patches are exported (today 0002-0005); Backports and Inappropriate
+    """Our own patches are exported; Backports, carried PRs and Inappropriate
     patches are not, but their tests live in upstream's layout all the same."""
     assert EXPORTABLE
     for p in EXPORTABLE:
-        assert series.status_word(p) in ("Pending", "Submitted")
+        assert series.status_word(p) in ("Pending", "Submitted") and p.is_ours
     for p in PATCHES:
-        problems = series.regression_test_problems(p)
+        problems = lint.regression_test_problems(p)
         if p in EXPORTABLE:
             assert problems == [], (p.name, problems)
 
@@ -249,9 +250,10 @@ def test_pr_body_follows_sglang_template(exported):
             assert f"#{n} ({why})" in text
 
 
-def test_export_refuses_a_backport(exported, tmp_path):
-    """A Backport carries upstream's own PR: there is nothing of ours to send."""
-    backport = next(p for p in PATCHES if series.status_word(p) == "Backport")
+def test_export_refuses_a_carried_pr(exported, tmp_path):
+    """A patch that carries someone else's open PR (Submitted, Origin: other; a
+    Backport alike): there is nothing of ours to send."""
+    backport = next(p for p in PATCHES if not p.is_ours and p.status_url)
     proc = run_cli(
         "export-pr",
         backport.name[:4],
@@ -261,7 +263,8 @@ def test_export_refuses_a_backport(exported, tmp_path):
         tmp_path / "b.md",
     )
     assert proc.returncode == 2 and proc.stdout == ""
-    assert "backport" in proc.stderr and backport.status_url in proc.stderr
+    assert "carried from its author" in proc.stderr
+    assert backport.status_url in proc.stderr
     assert not (tmp_path / "b.md").exists()
 
 

@@ -216,7 +216,7 @@ NEXT = "0.5.24.dev0"  # a release that does not exist: built below
 
 def next_release_wheels(backports, tmp_path):
     """Wheels of a "next release": the pinned wheel with upstream's own changes
-    for the backported patches merged (as the series carries them adapted to
+    for the carried patches merged (as the series carries them adapted to
     v0.5.23: that is what upstream's PRs are on this base) and the version moved
     to NEXT. Written into the wheel cache under every pinned key's file name
     (only this machine's is unpacked; the others are only hashed)."""
@@ -248,11 +248,11 @@ def next_release_wheels(backports, tmp_path):
 
 
 def test_next_release_with_upstreams_fixes_drops_the_backports(tmp_path):
-    """Upstream merges the PRs the series backports; `rebase` onto that release
-    reports those patches "already upstream" and drops them, and keeps (and
-    refreshes) our own."""
+    """Upstream merges the PRs the series carries from their authors; `rebase` onto
+    that release reports those patches "already upstream" and drops them, and keeps
+    (and refreshes) our own."""
     patches = series.load_series()
-    backports = [p for p in patches if series.status_word(p) == "Backport"]
+    backports = [p for p in patches if not p.is_ours and p.fix_pr]
     ours = [p.name for p in patches if p not in backports]
     assert backports and ours
     wheels = next_release_wheels(backports, tmp_path)

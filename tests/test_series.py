@@ -1,39 +1,80 @@
-"""Series hygiene: series and files agree, headers are complete, the series applies
-without fuzz or offset in both layouts (and with quilt), the touched files are the
-same in every pinned wheel, and the docs derived from the headers are current."""
+"""Series hygiene: ``sglang-mimo lint`` (series and files agree, headers are complete
+and their provenance true, Regression-Test trailers, the docs derived from the headers
+are current) called in-process, and its checks can fail; the series applies without
+fuzz or offset in both layouts (and with quilt); the touched files are the same in
+every pinned wheel."""
 
-import json
 import os
 import re
 import shutil
 import subprocess
 import zipfile
-from pathlib import Path
 
 import pytest
+from cli_helpers import repo_copy, run_cli
 from conftest import apply_series, make_checkout, project_files, series_paths
-
-from sglang_mimo import engine, paths, series, wheels
+from sglang_mimo import changelog, docs, engine, lint, paths, series, wheels
 
 REPO = paths.REPO
 
 
+def test_lint_finds_nothing():
+    """The whole lint, in-process: series/files, every header, Regression-Test
+    trailers, the generated docs."""
+    assert [str(f) for f in lint.problems()] == []
+
+
+def test_lint_command_reports_and_exits_1(tmp_path):
+    """``scripts/dev lint``: one line a finding, exit 1; exit 0 on this checkout."""
+    run_cli("lint", check_rc=0)
+    repo = repo_copy(tmp_path / "repo")
+    (repo / "patches" / "0099-stray.patch").write_text("x")
+    proc = run_cli("lint", repo=repo, check_rc=1)
+    assert "patches/series: does not list 0099-stray.patch\n" in proc.stdout
+
+
 def test_series_and_patch_files_agree():
-    listed = series.read_series()
-    on_disk = sorted(p.name for p in paths.PATCHES.glob("*.patch"))
-    assert sorted(listed) == on_disk
-    assert len(set(listed)) == len(listed)
-    assert listed == sorted(listed), "series order follows the patch numbers"
+    assert lint.series_problems() == []
+
+
+def test_series_problems_finds_disagreements(tmp_path):
+    """The checker itself can fail: an unlisted file, a missing one, a repeat, order."""
+    names = series.read_series()
+    for n in names[:3]:
+        (tmp_path / n).write_text("x")
+    (tmp_path / "0099-stray.patch").write_text("x")
+    (tmp_path / "series").write_text(
+        "\n".join([names[1], names[0], names[1], "0098-gone.patch"]) + "\n"
+    )
+    found = lint.series_problems(tmp_path / "series")
+    for complaint in (
+        "lists 0098-gone.patch, which is not",
+        f"does not list {names[2]}",
+        "does not list 0099-stray.patch",
+        f"lists {names[1]} more than once",
+        "not in the order",
+    ):
+        assert any(complaint in p for p in found), (complaint, found)
 
 
 @pytest.mark.parametrize("name", series.read_series())
 def test_patch_header_is_complete(name):
     patch = series.parse_patch(paths.PATCHES / name)
-    assert series.header_problems(patch) == []
-    assert patch.preimages.keys() == set(patch.files), "every file has an index line"
-    assert all(re.fullmatch(r"[0-9a-f]{40}", b) for b in patch.preimages.values())
-    text = (paths.PATCHES / name).read_text()
-    assert text.startswith("From 0000000000000000000000000000000000000000 ")
+    assert lint.header_problems(patch) == []
+    assert lint.format_problems(patch) == []
+
+
+def test_format_problems_finds_gaps(tmp_path):
+    good = (paths.PATCHES / series.read_series()[0]).read_text()
+    bad = tmp_path / "bad.patch"
+    bad.write_text(
+        re.sub(r"(?m)^index [0-9a-f]+\.\.", "index 1234567..", good).replace(
+            "From 0000000000000000000000000000000000000000 ", "From 1234 ", 1
+        )
+    )
+    problems = lint.format_problems(series.parse_patch(bad))
+    assert any("zero commit" in p for p in problems)
+    assert any("full 40-digit blob" in p for p in problems)
 
 
 def test_header_problems_finds_gaps(tmp_path):
@@ -45,13 +86,15 @@ def test_header_problems_finds_gaps(tmp_path):
         .replace("Motivation:\n", "Why:\n")
         .replace("[VLM] ", "")
     )
-    problems = series.header_problems(series.parse_patch(bad))
+    problems = lint.header_problems(series.parse_patch(bad))
     assert any("Upstream-Status" in p for p in problems)
     assert any("Motivation" in p for p in problems)
     assert any("bracket tag" in p for p in problems)
 
 
 PR = "https://github.com/sgl-project/sglang/pull/"
+COMMIT = "https://github.com/sgl-project/sglang/commit/"
+SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
 UPSTREAM_AUTHOR = "Some Author <some@example.com>"
@@ -78,80 +121,128 @@ def with_trailers(tmp_path, *trailers, author=None):
     [
         (*case, None)[:3]
         for case in [
-        # Submitted names a PR this project did not open (0001 once named sglang#24503)
-        (
-            ("Origin: vendor", f"Upstream-Status: Submitted [{PR}24503]"),
-            "not a PR of this project",
-        ),
-        # the old mixed trailer: cause, closed attempts and fixes in one list
-        (
-            ("Origin: vendor", f"Upstream-PR: {PR}31343", "Upstream-Status: Pending"),
-            "Upstream-PR trailer",
-        ),
-        # a backport whose Origin names another PR, or this project
-        (
-            ("Origin: vendor", f"Upstream-Status: Backport [{PR}33198]"),
-            "Origin is 'vendor'",
-        ),
-        (
-            (f"Origin: backport, {PR}1", f"Upstream-Status: Backport [{PR}33198]"),
-            "name the same url",
-        ),
-        # our own code claiming to come from upstream
-        (
-            (f"Origin: backport, {PR}24503", "Upstream-Status: Pending"),
-            "ours is 'vendor'",
-        ),
-        # Bug is an issue, Related a PR with its reason
-        (
-            ("Origin: vendor", f"Bug: {PR}24602", "Upstream-Status: Pending"),
-            "Bug is not",
-        ),
-        (
-            ("Origin: vendor", f"Related: {PR}25515", "Upstream-Status: Pending"),
-            "Related is not",
-        ),
-        (
+            # Submitted names a PR this project did not open (0001 once named sglang#24503
+            # as ours)
             (
-                "Origin: vendor",
-                "Related: https://github.com/sgl-project/sglang/issues/1 (x)",
-                "Upstream-Status: Pending",
+                ("Origin: vendor", f"Upstream-Status: Submitted [{PR}24503]"),
+                "not a PR of this project",
             ),
-            "Related is not",
-        ),
-        # the fix itself is not also "related"
-        (
+            # the old mixed trailer: cause, closed attempts and fixes in one list
             (
-                f"Origin: backport, {PR}33198",
-                f"Related: {PR}33198 (the fix)",
-                f"Upstream-Status: Backport [{PR}33198]",
+                (
+                    "Origin: vendor",
+                    f"Upstream-PR: {PR}31343",
+                    "Upstream-Status: Pending",
+                ),
+                "Upstream-PR trailer",
             ),
-            "repeats",
-        ),
-        (("Upstream-Status: Pending",), "no Origin trailer"),
-        # this project's code under an upstream author's name (0007 and 0008 were
-        # once written from PR descriptions but carried From: the PR authors)
-        (
+            # a Backport is merged code: it names the upstream commit, not a PR (0001
+            # and 0006 were once "Backport" of open PRs)
             (
-                "Origin: vendor",
-                f"Related: {PR}33198 (upstream's own fix, open)",
-                "Upstream-Status: Inappropriate [upstream's own fix is open as #33198]",
+                (
+                    f"Origin: backport, {PR}33198",
+                    f"Upstream-Status: Backport [{PR}33198]",
+                ),
+                "names the upstream commit",
             ),
-            "our code is From:",
-            UPSTREAM_AUTHOR,
-        ),
-        # upstream's code under this project's name
-        (
-            (f"Origin: backport, {PR}37060", f"Upstream-Status: Backport [{PR}37060]"),
-            "a backport keeps its author",
-            "sglang-mimo <sglang-mimo@users.noreply.github.com>",
-        ),
-        (("Origin: upstream", "Upstream-Status: Pending"), "Origin is neither"),
+            # a backport whose Origin names another commit, or this project
+            (
+                ("Origin: vendor", f"Upstream-Status: Backport [{COMMIT}{SHA}]"),
+                "Origin is 'vendor'",
+            ),
+            (
+                (
+                    f"Origin: backport, {COMMIT}{SHA[:8]}",
+                    f"Upstream-Status: Backport [{COMMIT}{SHA}]",
+                ),
+                "name the same url",
+            ),
+            # someone else's open PR: Submitted with Origin other, the same url
+            (
+                (f"Origin: other, {PR}1", f"Upstream-Status: Submitted [{PR}37060]"),
+                "name the same url",
+            ),
+            (
+                (
+                    f"Origin: backport, {PR}37060",
+                    f"Upstream-Status: Submitted [{PR}37060]",
+                ),
+                "not upstream's code yet",
+            ),
+            (
+                (f"Origin: other, {PR}37060", "Upstream-Status: Pending"),
+                "is Submitted [<the same url>]",
+            ),
+            (
+                (f"Origin: other, {PR}37060", f"Upstream-Status: Backport [{PR}37060]"),
+                "names the upstream commit",
+            ),
+            # our own code claiming to come from upstream
+            (
+                (f"Origin: backport, {COMMIT}{SHA}", "Upstream-Status: Pending"),
+                "ours is 'vendor'",
+            ),
+            # Bug is an issue, Related a PR with its reason
+            (
+                ("Origin: vendor", f"Bug: {PR}24602", "Upstream-Status: Pending"),
+                "Bug is not",
+            ),
+            (
+                ("Origin: vendor", f"Related: {PR}25515", "Upstream-Status: Pending"),
+                "Related is not",
+            ),
+            (
+                (
+                    "Origin: vendor",
+                    "Related: https://github.com/sgl-project/sglang/issues/1 (x)",
+                    "Upstream-Status: Pending",
+                ),
+                "Related is not",
+            ),
+            # the carried PR itself is not also "related"
+            (
+                (
+                    f"Origin: other, {PR}33198",
+                    f"Related: {PR}33198 (the fix)",
+                    f"Upstream-Status: Submitted [{PR}33198]",
+                ),
+                "repeats",
+            ),
+            (("Upstream-Status: Pending",), "no Origin trailer"),
+            # this project's code under an upstream author's name (0007 and 0008 were
+            # once written from PR descriptions but carried From: the PR authors)
+            (
+                (
+                    "Origin: vendor",
+                    f"Related: {PR}33198 (upstream's own fix, open)",
+                    "Upstream-Status: Inappropriate [upstream's own fix is open as #33198]",
+                ),
+                "our code is From:",
+                UPSTREAM_AUTHOR,
+            ),
+            # upstream's code, or someone else's PR, under this project's name
+            (
+                (
+                    f"Origin: backport, {COMMIT}{SHA}",
+                    f"Upstream-Status: Backport [{COMMIT}{SHA}]",
+                ),
+                "keeps its author",
+                series.VENDOR_AUTHOR,
+            ),
+            (
+                (
+                    f"Origin: other, {PR}37060",
+                    f"Upstream-Status: Submitted [{PR}37060]",
+                ),
+                "keeps its author",
+                series.VENDOR_AUTHOR,
+            ),
+            (("Origin: upstream", "Upstream-Status: Pending"), "Origin is neither"),
         ]
     ],
 )
 def test_provenance_confusions_are_rejected(tmp_path, trailers, complaint, author):
-    problems = series.header_problems(with_trailers(tmp_path, *trailers, author=author))
+    problems = lint.header_problems(with_trailers(tmp_path, *trailers, author=author))
     assert any(complaint in p for p in problems), problems
 
 
@@ -164,10 +255,21 @@ def test_provenance_accepts_what_dep3_means(tmp_path):
             f"Related: {PR}25515 (closed unmerged: same approach)",
             "Upstream-Status: Pending",
         ),
+        # upstream's merged commit, adapted or as it is
         (
-            f"Origin: backport, {PR}33198",
+            f"Origin: backport, {COMMIT}{SHA}",
             f"Related: {PR}31343 (cause)",
-            f"Upstream-Status: Backport [{PR}33198]",
+            f"Upstream-Status: Backport [{COMMIT}{SHA}]",
+        ),
+        (
+            f"Origin: upstream, {COMMIT}{SHA}",
+            f"Upstream-Status: Backport [{COMMIT}{SHA}]",
+        ),
+        # someone else's open PR, carried from its author
+        (
+            f"Origin: other, {PR}37060",
+            "Bug: https://github.com/sgl-project/sglang/issues/37059",
+            f"Upstream-Status: Submitted [{PR}37060]",
         ),
         # our stand-in while upstream's own fix is open and unreadable
         (
@@ -177,20 +279,23 @@ def test_provenance_accepts_what_dep3_means(tmp_path):
         ),
     ]
     for trailers in ok:
-        assert series.header_problems(with_trailers(tmp_path, *trailers)) == []
+        assert lint.header_problems(with_trailers(tmp_path, *trailers)) == []
     # Submitted is right once the PR is one of ours (pyproject own-upstream-prs)
     ours = with_trailers(
         tmp_path, "Origin: vendor", f"Upstream-Status: Submitted [{PR}99999]"
     )
-    assert series.provenance_problems(ours, own_prs=[f"{PR}99999"]) == []
-    assert series.provenance_problems(ours, own_prs=[]) != []
+    assert lint.provenance_problems(ours, own_prs=[f"{PR}99999"]) == []
+    assert lint.provenance_problems(ours, own_prs=[]) != []
 
 
 def test_own_upstream_prs_is_a_project_field():
     assert isinstance(series.own_upstream_prs(), list)
     for p in series.load_series():
-        if series.status_word(p) == "Submitted":
+        if series.status_word(p) == "Submitted" and p.is_ours:
             assert p.status_url in series.own_upstream_prs()
+        elif series.status_word(p) == "Submitted":  # carried from its author
+            assert p.origin_url == p.status_url
+            assert p.status_url not in series.own_upstream_prs()
 
 
 def test_applies_without_offset_in_both_layouts(series_tree, tmp_path):
@@ -266,11 +371,16 @@ def test_pin_is_the_one_source_of_truth():
     # no other file repeats a wheel hash
     hashes = {w["sha256"] for w in pin["wheels"].values()}
     for path in project_files():
-        if (
-            path != paths.PIN_FILE
-            and path.suffix
-            in {".py", ".sh", ".md", ".hcl", ".txt", ".yaml", ".toml", ""}
-        ):
+        if path != paths.PIN_FILE and path.suffix in {
+            ".py",
+            ".sh",
+            ".md",
+            ".hcl",
+            ".txt",
+            ".yaml",
+            ".toml",
+            "",
+        }:
             text = path.read_text(errors="ignore")
             assert not any(h in text for h in hashes), f"{path} repeats a pinned hash"
 
@@ -345,16 +455,24 @@ def test_readme_patch_table_is_derived_from_headers():
     )
     assert m, "README.md has no patch-table markers"
     assert (
-        m.group(1).strip() == series.render_patch_table(series.load_series()).strip()
+        m.group(1).strip() == docs.render_patch_table(series.load_series()).strip()
     ), "README patch table is stale: run `sglang-mimo docs --write`"
 
 
+def test_stale_generated_docs_are_found():
+    """The lint's docs check can fail: a series of one patch less makes both the
+    README table and the CHANGELOG list stale."""
+    patches = series.load_series()
+    assert changelog.render_patches(patches) in (REPO / "CHANGELOG.md").read_text()
+    found = docs.problems(patches[:-1])
+    assert any(p.startswith("README.md is stale") for p in found), found
+    assert any(p.startswith("CHANGELOG.md: ") for p in found), found
+
+
 def test_changelog_lists_every_patch_of_the_current_release():
-    changelog = (REPO / "CHANGELOG.md").read_text()
+    text = (REPO / "CHANGELOG.md").read_text()
     release = paths.load_pin()["distribution"]
-    m = re.search(
-        rf"^## \[{re.escape(release)}\].*?(?=^## \[|\Z)", changelog, re.M | re.S
-    )
+    m = re.search(rf"^## \[{re.escape(release)}\].*?(?=^## \[|\Z)", text, re.M | re.S)
     assert m, f"CHANGELOG.md has no section for {release}"
     for patch in series.load_series():
         assert patch.subject in m.group(
@@ -367,7 +485,7 @@ def test_regression_test_trailers_name_upstream_layout_files(tmp_path):
     tests/regression/registered/. Our own patches need one (export-pr sends it)."""
     for p in series.load_series():
         if p.regression_tests or series.status_word(p) in ("Pending", "Submitted"):
-            assert series.regression_test_problems(p) == [], p.name
+            assert lint.regression_test_problems(p) == [], p.name
     base = ("Origin: vendor", "Upstream-Status: Pending")
     for value, complaint in (
         (None, "no Regression-Test trailer"),
@@ -377,6 +495,6 @@ def test_regression_test_trailers_name_upstream_layout_files(tmp_path):
     ):
         trailers = base + ((f"Regression-Test: {value}",) if value else ())
         patch = with_trailers(tmp_path, *trailers)
-        assert series.header_problems(patch) == []  # a known trailer
-        problems = series.regression_test_problems(patch)
+        assert lint.header_problems(patch) == []  # a known trailer
+        problems = lint.regression_test_problems(patch)
         assert any(complaint in p for p in problems), (value, problems)

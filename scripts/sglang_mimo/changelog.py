@@ -3,7 +3,7 @@
 Every release has a section ``## [<SGLang version>-mimo.<N>]``. The current
 release (patches/pin.json "distribution") lists its carried patches between
 ``<!-- patches:begin -->`` and ``<!-- patches:end -->``, rendered from the
-headers by sglang_mimo.docs; older releases keep their lists as written when
+headers here (``render_patches``); older releases keep their lists as written when
 they were current. Patches and topics that went upstream are recorded under a
 ``### Dropped`` heading of the release that stopped carrying them.
 
@@ -16,17 +16,49 @@ the list. This is the one writer of CHANGELOG.md: ``docs --write`` calls it,
 ``rebase --write`` uses its functions.
 """
 
+from __future__ import annotations
+
+import argparse
 import re
 import sys
+from typing import Any
 
-from sglang_mimo import docs, paths, series
+from sglang_mimo import blocks, paths, series
 
-CHANGELOG = docs.CHANGELOG
+CHANGELOG = paths.REPO / "CHANGELOG.md"
 BEGIN, END = "<!-- patches:begin -->", "<!-- patches:end -->"
 SECTION = re.compile(r"^## \[(?P<release>[^\]]+)\].*$", re.M)
 
 
-def sections(text):
+def render_patches(patches: list[series.Patch]) -> str:
+    """The current release's list of carried patches (Markdown), from the headers."""
+    out = []
+    for p in patches:
+        word = series.status_word(p)
+        line = f"- {p.subject} — {word}"
+        if word == "Backport" and p.status_url:
+            line += f" of {p.status_url.rsplit('/', 1)[1][:10]}"
+        elif p.fix_pr:
+            line += f" as #{p.fix_pr}"
+            if not p.is_ours:
+                line += f" by {p.author_name}"
+        if word == "Inappropriate":
+            line += f" ({series.inappropriate_reason(p)})"
+        line += "."
+        if p.bugs:
+            line += (
+                " Fixes " + ", ".join(f"#{u.rsplit('/', 1)[1]}" for u in p.bugs) + "."
+            )
+        if p.related_prs:
+            line += " Related: " + ", ".join(
+                f"#{n} ({why})" for n, why in p.related_prs
+            )
+            line += "."
+        out.append(line)
+    return "\n".join(out)
+
+
+def sections(text: str) -> list[tuple[str, int, int]]:
     """[(release, start, end)] of every ``## [release]`` section, in file order."""
     heads = list(SECTION.finditer(text))
     return [
@@ -39,14 +71,14 @@ def sections(text):
     ]
 
 
-def section_text(text, release):
+def section_text(text: str, release: str) -> str | None:
     for name, start, end in sections(text):
         if name == release:
             return text[start:end]
     return None
 
 
-def dropped_entries(section):
+def dropped_entries(section: str) -> list[str]:
     """The items under the section's ``### Dropped`` heading, one string each."""
     m = re.search(r"^### Dropped\n(.*?)(?=^### |^## |\Z)", section, re.M | re.S)
     items = []
@@ -58,7 +90,11 @@ def dropped_entries(section):
     return items
 
 
-def problems(text=None, patches=None, pin=None):
+def problems(
+    text: str | None = None,
+    patches: list[series.Patch] | None = None,
+    pin: dict[str, Any] | None = None,
+) -> list[str]:
     """Where CHANGELOG.md and the series disagree (empty list: they agree)."""
     text = CHANGELOG.read_text(encoding="utf-8") if text is None else text
     patches = series.load_series() if patches is None else patches
@@ -74,7 +110,7 @@ def problems(text=None, patches=None, pin=None):
         found.append(f"the generated patch list is not in the [{release}] section")
     else:
         block = current.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n")
-        want = docs.render_changelog_patches(patches)
+        want = render_patches(patches)
         if block != want:
             found.append(
                 f"the [{release}] patch list does not match the series headers:\n"
@@ -87,7 +123,7 @@ def problems(text=None, patches=None, pin=None):
     return found
 
 
-def ensure_release_section(text, pin):
+def ensure_release_section(text: str, pin: dict[str, Any]) -> str:
     """Add the section of pin["distribution"] (with the markers) if it is missing."""
     release = pin["distribution"]
     if section_text(text, release) is not None:
@@ -105,7 +141,7 @@ def ensure_release_section(text, pin):
     return text[:at] + head + text[at:]
 
 
-def add_dropped(text, release, entry):
+def add_dropped(text: str, release: str, entry: str) -> str:
     """Add the bullet ``entry`` under ``### Dropped`` in the ``release`` section."""
     for name, start, end in sections(text):
         if name != release:
@@ -122,7 +158,7 @@ def add_dropped(text, release, entry):
     raise ValueError(f"CHANGELOG.md has no section [{release}]")
 
 
-def dropped_entry(patch, version):
+def dropped_entry(patch: series.Patch, version: str) -> str:
     """The Dropped line for a patch found upstream in SGLang ``version``."""
     fix = f" (#{patch.fix_pr})" if patch.fix_pr else ""
     return (
@@ -131,15 +167,19 @@ def dropped_entry(patch, version):
     )
 
 
-def render(text=None, patches=None, pin=None):
+def render(
+    text: str | None = None,
+    patches: list[series.Patch] | None = None,
+    pin: dict[str, Any] | None = None,
+) -> str:
     """CHANGELOG.md with the current release's section and list regenerated."""
     text = CHANGELOG.read_text(encoding="utf-8") if text is None else text
     patches = series.load_series() if patches is None else patches
     text = ensure_release_section(text, pin or paths.load_pin())
-    return docs.replace_block(text, "patches", docs.render_changelog_patches(patches))
+    return blocks.replace_block(text, "patches", render_patches(patches))
 
 
-def write():
+def write() -> int:
     """Regenerate CHANGELOG.md (section and list); report what is still wrong: exit code."""
     before = CHANGELOG.read_text(encoding="utf-8")
     after = render(before)
@@ -152,7 +192,7 @@ def write():
     return 1 if found else 0
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     if args.write:
         return write()
     found = problems()
@@ -166,7 +206,7 @@ def run(args):
     return 1 if found else 0
 
 
-def add_parser(sub):
+def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "changelog",
         help="check or regenerate CHANGELOG.md's per-release patch lists",

@@ -30,9 +30,7 @@ MAINTAINER_COMMANDS = {
     "audit": "audit",
     "rebase": "rebase",
     "export-pr": "export_pr",
-    # >>> maintainer commands to come: add them here (e.g. "lint": "lint", the
-    # series lint: headers, Regression-Test trailers, series/file agreement, stale
-    # generated docs). <<<
+    "lint": "lint",
 }
 
 

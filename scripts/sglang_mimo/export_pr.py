@@ -26,14 +26,15 @@ and the test file to --out (default build/pr/<patch stem>.md). With --verify,
 the test is run (pytest, PYTHONPATH=<checkout>/python, --python) on the base
 and on the branch, and the outcome goes into the body.
 
-Only our own fixes are exported (``Upstream-Status: Pending`` or ``Submitted``):
-a ``Backport`` carries upstream's own fix and an ``Inappropriate`` patch is not
-meant for upstream, so both are refused.
+Only our own fixes are exported (``Origin: vendor``, ``Upstream-Status: Pending``
+or ``Submitted``): a ``Backport`` carries upstream's own merged code, a patch with
+``Origin: other`` someone else's open PR, and an ``Inappropriate`` patch is not
+meant for upstream, so all three are refused (``refusal``).
 
 Exit codes: 0 done; 1 the patch does not apply to the checkout, or --verify
 found the test not failing before / not passing after; 2 usage (no such patch,
-no Regression-Test trailer or its file missing, or a Backport or Inappropriate
-patch: nothing of ours to send); 3 DIR is not a git checkout of SGLang; 4 the
+no Regression-Test trailer or its file missing, or a Backport, carried or
+Inappropriate patch: nothing of ours to send); 3 DIR is not a git checkout of SGLang; 4 the
 checkout is not clean, the branch exists, or the checkout already has the test
 file.
 """
@@ -51,12 +52,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sglang_mimo import paths, series, trees
+from sglang_mimo import lint, paths, series, trees
 
 REFUSED = {
     "Backport": "a backport of upstream's own fix",
     "Inappropriate": "marked Inappropriate: not meant for upstream",
 }
+
+
+def refusal(patch: series.Patch) -> str | None:
+    """Why export-pr does not send ``patch`` (None: it is ours to send)."""
+    word = series.status_word(patch)
+    if word in REFUSED:
+        return REFUSED[word]
+    if not patch.is_ours:
+        return f"{patch.author_name}'s open PR, carried from its author"
+    return None
 
 
 @dataclass
@@ -111,7 +122,7 @@ def registrations(text):
 
 def regression_files(patch):
     """The patch's Regression-Test files, as they go upstream."""
-    problems = series.regression_test_problems(patch)
+    problems = lint.regression_test_problems(patch)
     if problems:
         raise trees.ToolError(f"{patch.name}: {'; '.join(problems)}", 2)
     out = []
@@ -317,11 +328,11 @@ def export(
     python: str | None = None,
 ) -> tuple[series.Patch, str, str, list[Any], Path, Any]:
     patch = find_patch(spec)
-    word = series.status_word(patch)
-    if word in REFUSED:
+    why = refusal(patch)
+    if why:
         status = patch.trailer("Upstream-Status")
         raise trees.ToolError(
-            f"{patch.name} is {REFUSED[word]} (Upstream-Status: {status}): nothing "
+            f"{patch.name} is {why} (Upstream-Status: {status}): nothing "
             "to export; only our own (Pending) patches become PRs",
             2,
         )

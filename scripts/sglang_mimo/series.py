@@ -3,17 +3,26 @@
 A patch is ``git format-patch`` output. Its commit message carries all of the
 patch's metadata: the subject (with SGLang's bracket tag), a body with
 ``Motivation:`` and ``Modifications:`` sections, and a last paragraph of git
-trailers in DEP-3 terms:
+trailers in DEP-3 terms (Yocto's ``Upstream-Status`` words):
 
-- ``Upstream-Status``: Yocto's ``Pending``, ``Submitted [url]`` (a PR this project
-  opened upstream: only those listed in pyproject.toml ``[tool.sglang-mimo]
-  own-upstream-prs``), ``Backport [url]`` (upstream's own fix, merged or an open
-  PR, carried adapted) or ``Inappropriate [why]`` (not to be sent upstream, e.g.
-  this project's stand-in while upstream's own fix, named in ``Related``, is
-  open and its diff unreadable);
+- ``Upstream-Status``:
+
+  - ``Pending``: this project's code, not sent upstream yet;
+  - ``Submitted [url]``: the patch's code is open upstream as PR ``url``. Either a
+    PR this project opened (listed in pyproject.toml ``[tool.sglang-mimo]
+    own-upstream-prs``; ``Origin: vendor``), or someone else's open PR that the
+    series carries, adapted to the pinned release, under its author's name
+    (``Origin: other, <url>``, ``From:`` the PR's author);
+  - ``Backport [url]``: upstream's own code, merged: ``url`` names the upstream
+    commit (``.../sglang/commit/<sha>``);
+  - ``Inappropriate [why]``: not to be sent upstream, e.g. this project's stand-in
+    while upstream's own fix, named in ``Related``, is open and its diff unreadable;
+
 - ``Origin``: where the code came from: ``vendor`` (this project, and then
-  ``From:`` is this project, VENDOR_AUTHOR) or ``backport, <url>`` (the upstream
-  PR or commit of a Backport, and ``From:`` its author);
+  ``From:`` is this project, VENDOR_AUTHOR); ``upstream, <commit url>`` or
+  ``backport, <commit url>`` (a merged upstream commit, as it is or adapted: a
+  Backport); ``other, <PR url>`` (an open upstream PR by someone else: Submitted).
+  Code that is not this project's keeps its author in ``From:``;
 - ``Bug`` (any number): the upstream issue the patch fixes;
 - ``Related`` (any number): other upstream PRs, ``<url> (<why>)``: the change
   that caused the bug, closed attempts, competing PRs;
@@ -24,7 +33,7 @@ trailers in DEP-3 terms:
   every test in it fails without the patch and passes with it, and
   ``sglang-mimo export-pr`` sends it as it is.
 
-The old mixed ``Upstream-PR`` trailer is rejected.
+What a header must satisfy is checked by ``sglang_mimo.lint``.
 """
 
 from __future__ import annotations
@@ -33,10 +42,11 @@ import email.parser
 import email.policy
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sglang_mimo import diffs, paths, tables
+from sglang_mimo import diffs, paths
 
 REQUIRED_TRAILERS = ("Upstream-Status", "Origin", "Breaks-Without")
 KNOWN_TRAILERS = REQUIRED_TRAILERS + ("Bug", "Related", "Regression-Test")
@@ -50,28 +60,28 @@ UPSTREAM_STATUS = re.compile(
 PR_URL = re.compile(r"^https://github\.com/sgl-project/sglang/pull/(\d+)$")
 ISSUE_URL = re.compile(r"^https://github\.com/sgl-project/sglang/issues/(\d+)$")
 COMMIT_URL = re.compile(
-    r"^https://github\.com/sgl-project/sglang/commit/[0-9a-f]{7,40}$"
+    r"^https://github\.com/sgl-project/sglang/commit/([0-9a-f]{7,40})$"
 )
-ORIGIN = re.compile(r"^(vendor|backport, (\S+))$")
+ORIGIN = re.compile(r"^(vendor|(upstream|backport|other), (\S+))$")
 # The ``From:`` of this project's own code.
 VENDOR_AUTHOR = "sglang-mimo <sglang-mimo@users.noreply.github.com>"
 RELATED = re.compile(r"^(\S+) \((.+)\)$")
 REGRESSION_TEST = re.compile(r"^test/registered/(?:[\w.-]+/)*test_\w+\.py$")
 
 
-def own_upstream_prs(pyproject=None):
+def own_upstream_prs(pyproject: str | os.PathLike[str] | None = None) -> list[str]:
     """The upstream PRs this project opened itself (pyproject.toml
-    ``[tool.sglang-mimo] own-upstream-prs``): the only valid Submitted targets."""
-    try:
+    ``[tool.sglang-mimo] own-upstream-prs``): the Submitted targets of its own code."""
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ImportError:  # Python 3.10
+    else:  # Python 3.10
         import tomli as tomllib
     path = Path(pyproject) if pyproject else paths.REPO / "pyproject.toml"
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     return list(data.get("tool", {}).get("sglang-mimo", {}).get("own-upstream-prs", []))
 
 
-def pr_number(url):
+def pr_number(url: str | None) -> int | None:
     m = PR_URL.match(url or "")
     return int(m.group(1)) if m else None
 
@@ -84,45 +94,62 @@ class Patch:
     date: str
     subject: str
     body: str
-    trailers: list = field(default_factory=list)  # [(key, value)] in order
-    files: list = field(default_factory=list)  # checkout-layout paths
-    preimages: dict = field(default_factory=dict)  # path -> blob before the patch
+    trailers: list[tuple[str, str]] = field(default_factory=list)  # in order
+    files: list[str] = field(default_factory=list)  # checkout-layout paths
+    # path -> blob before the patch
+    preimages: dict[str, str] = field(default_factory=dict)
 
-    def trailer(self, key):
+    def trailer(self, key: str) -> str | None:
         """The first value of trailer ``key``, or None."""
         return next((v for k, v in self.trailers if k == key), None)
 
-    def trailer_all(self, key):
+    def trailer_all(self, key: str) -> list[str]:
         return [v for k, v in self.trailers if k == key]
 
     @property
-    def tag(self):
+    def tag(self) -> str | None:
         m = re.match(r"^\[([^\]]+)\]", self.subject)
         return m.group(1) if m else None
 
     @property
-    def title(self):
+    def title(self) -> str:
         """The subject without its bracket tag."""
         return re.sub(r"^\[[^\]]+\]\s*", "", self.subject)
 
     @property
-    def status_url(self):
+    def author_name(self) -> str:
+        """The name of ``From:`` (without the address)."""
+        return self.author.split(" <", 1)[0].strip()
+
+    @property
+    def status_url(self) -> str | None:
         """The URL of ``Submitted [url]`` or ``Backport [url]``, or None."""
         m = UPSTREAM_STATUS.match(self.trailer("Upstream-Status") or "")
         return (m.group(2) or m.group(3)) if m else None
 
     @property
-    def origin_url(self):
-        """The upstream URL the code came from (``Origin: backport, <url>``), or None."""
+    def origin_kind(self) -> str | None:
+        """'vendor', 'upstream', 'backport' or 'other' (None: no valid Origin)."""
         m = ORIGIN.match(self.trailer("Origin") or "")
-        return m.group(2) if m else None
+        return (m.group(2) or m.group(1)) if m else None
 
     @property
-    def bugs(self):
+    def origin_url(self) -> str | None:
+        """The upstream URL the code came from (``Origin: <kind>, <url>``), or None."""
+        m = ORIGIN.match(self.trailer("Origin") or "")
+        return m.group(3) if m else None
+
+    @property
+    def is_ours(self) -> bool:
+        """This project's own code (``Origin: vendor``): what export-pr may send."""
+        return self.origin_kind == "vendor"
+
+    @property
+    def bugs(self) -> list[str]:
         return self.trailer_all("Bug")
 
     @property
-    def related(self):
+    def related(self) -> list[tuple[str, str]]:
         """[(url, why)] of the Related trailers."""
         out = []
         for value in self.trailer_all("Related"):
@@ -131,27 +158,33 @@ class Patch:
         return out
 
     @property
-    def fix_pr(self):
-        """Upstream's PR for this fix (the Backport's or our Submitted one), or None."""
+    def fix_pr(self) -> int | None:
+        """The upstream PR of this patch's code (Submitted: ours or the one carried),
+        or None."""
         return pr_number(self.status_url)
 
     @property
-    def related_prs(self):
+    def related_prs(self) -> list[tuple[int, str]]:
         """[(number, why)] of the Related PRs."""
-        return [(pr_number(u), why) for u, why in self.related if pr_number(u)]
+        out = []
+        for url, why in self.related:
+            n = pr_number(url)
+            if n:
+                out.append((n, why))
+        return out
 
     @property
-    def upstream_prs(self):
+    def upstream_prs(self) -> list[int]:
         """Every upstream PR the header names: the fix's first, then the Related ones."""
         nums = [self.fix_pr] if self.fix_pr else []
         return nums + [n for n, _ in self.related_prs if n not in nums]
 
     @property
-    def regression_tests(self):
+    def regression_tests(self) -> list[str]:
         """Upstream paths of the ``Regression-Test`` files (test/registered/...)."""
         return self.trailer_all("Regression-Test")
 
-    def section(self, name):
+    def section(self, name: str) -> str | None:
         """The text of body section ``name:`` up to the next section or the trailers."""
         m = re.search(rf"^{name}:\n(.*?)(?=^\w[\w -]*:\n|\Z)", self.body, re.M | re.S)
         return m.group(1).strip() if m else None
@@ -167,22 +200,26 @@ def read_series(series_file: str | os.PathLike[str] = paths.SERIES) -> list[str]
     return names
 
 
-def parse_patch(path):
+def parse_patch(path: str | os.PathLike[str]) -> Patch:
     """Parse one ``git format-patch`` file into a Patch (an mbox message: its
     headers through the stdlib ``email`` parser, the message up to ``---``)."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     msg = email.parser.Parser(policy=email.policy.default).parsestr(text)
-    message, sep, rest = msg.get_payload().partition("\n---\n")
+    payload = msg.get_payload()
+    assert isinstance(payload, str)  # a format-patch file is one text part
+    message, sep, rest = payload.partition("\n---\n")
     if not sep:
         raise ValueError(f"{path.name}: no '---' line after the commit message")
     subject = re.sub(r"^\[PATCH[^\]]*\]\s*", "", str(msg.get("Subject", "")))
     message = message.strip("\n")
     paragraphs = message.split("\n\n")
-    trailers = []
+    trailers: list[tuple[str, str]] = []
     last = paragraphs[-1].splitlines() if paragraphs else []
-    if last and all(re.match(r"^[A-Za-z][\w-]*: ", l) for l in last):
-        trailers = [tuple(l.split(": ", 1)) for l in last]
+    if last and all(re.match(r"^[A-Za-z][\w-]*: ", line) for line in last):
+        for line in last:
+            key, value = line.split(": ", 1)
+            trailers.append((key, value))
         message = "\n\n".join(paragraphs[:-1])
     diff = diffs.parse(rest)
     files = [f.old for f in diff]
@@ -200,164 +237,27 @@ def parse_patch(path):
     )
 
 
-def load_series(series_file=paths.SERIES):
+def load_series(series_file: str | os.PathLike[str] = paths.SERIES) -> list[Patch]:
     """Every patch of the series, parsed, in order."""
     folder = Path(series_file).parent
     return [parse_patch(folder / name) for name in read_series(series_file)]
 
 
-def header_problems(patch):
-    """What is missing or malformed in a patch header (empty list: none)."""
-    problems = []
-    if not patch.tag:
-        problems.append("subject has no SGLang bracket tag such as [VLM]")
-    for name in REQUIRED_SECTIONS:
-        if not patch.section(name):
-            problems.append(f"no '{name}:' section in the message")
-    for key in REQUIRED_TRAILERS:
-        if not patch.trailer(key):
-            problems.append(f"no {key} trailer")
-    problems += provenance_problems(patch)
-    if not patch.files:
-        problems.append("touches no file")
-    for f in patch.files:
-        if not f.startswith("python/sglang/"):
-            problems.append(f"{f} is not in the upstream layout (python/sglang/...)")
-    return problems
-
-
-def provenance_problems(patch, own_prs=None):
-    """Where the DEP-3 provenance trailers contradict each other or DEP-3."""
-    own = own_upstream_prs() if own_prs is None else own_prs
-    problems = []
-    for key, _ in patch.trailers:
-        if key in FORBIDDEN_TRAILERS:
-            problems.append(f"{key} trailer: {FORBIDDEN_TRAILERS[key]}")
-        elif key not in KNOWN_TRAILERS:
-            problems.append(f"unknown trailer {key!r}")
-    status = patch.trailer("Upstream-Status")
-    word = status_word(patch)
-    if status and not UPSTREAM_STATUS.match(status):
-        problems.append(f"Upstream-Status not Yocto-style: {status!r}")
-    origin = patch.trailer("Origin")
-    if origin and not ORIGIN.match(origin):
-        problems.append(f"Origin is neither 'vendor' nor 'backport, <url>': {origin!r}")
-    url = patch.status_url
-    if word in ("Submitted", "Backport") and url and not PR_URL.match(url):
-        if not (word == "Backport" and COMMIT_URL.match(url)):
-            problems.append(f"{word} [{url}] is not an sgl-project/sglang PR URL")
-    if word == "Submitted" and url and url not in own:
-        problems.append(
-            f"Submitted [{url}]: not a PR of this project (pyproject.toml "
-            "[tool.sglang-mimo] own-upstream-prs); upstream's own fix is a Backport, "
-            "anything else Related"
-        )
-    if word == "Backport" and origin and patch.origin_url != url:
-        problems.append(f"Backport [{url}] but Origin is {origin!r}: name the same url")
-    if word in ("Pending", "Submitted") and origin and origin != "vendor":
-        problems.append(f"{word} patch with Origin {origin!r}: ours is 'vendor'")
-    if origin == "vendor" and patch.author != VENDOR_AUTHOR:
-        problems.append(
-            f"Origin vendor (this project's code) but From: {patch.author!r}: "
-            f"our code is From: {VENDOR_AUTHOR}"
-        )
-    if origin and origin != "vendor" and patch.author == VENDOR_AUTHOR:
-        problems.append(
-            f"Origin {origin!r} but From: this project: a backport keeps its author"
-        )
-    for bug in patch.bugs:
-        if not ISSUE_URL.match(bug):
-            problems.append(f"Bug is not an sgl-project/sglang issue URL: {bug!r}")
-    for value in patch.trailer_all("Related"):
-        m = RELATED.match(value)
-        if not m or not PR_URL.match(m.group(1)):
-            problems.append(f"Related is not '<sglang PR url> (<why>)': {value!r}")
-        elif m.group(1) == url:
-            problems.append(f"Related repeats the Upstream-Status url {url}")
-    return problems
-
-
-def regression_test_file(upstream_path, repo=None):
+def regression_test_file(
+    upstream_path: str, repo: str | os.PathLike[str] | None = None
+) -> Path:
     """Where this repository keeps the test upstream has at ``upstream_path``:
     ``test/registered/...`` -> ``tests/regression/registered/...``."""
     rel = Path(upstream_path).relative_to("test")
     return Path(repo or paths.REPO) / "tests" / "regression" / rel
 
 
-def regression_test_problems(patch, repo=None):
-    """What is wrong with a patch's ``Regression-Test`` trailers (empty: none)."""
-    tests = patch.regression_tests
-    if not tests:
-        return ["no Regression-Test trailer (test/registered/unit/.../test_*.py)"]
-    problems = []
-    for t in tests:
-        if not REGRESSION_TEST.match(t):
-            problems.append(
-                f"Regression-Test is not test/registered/.../test_*.py: {t!r}"
-            )
-        elif not regression_test_file(t, repo).is_file():
-            problems.append(f"Regression-Test {t}: no {regression_test_file(t, repo)}")
-    return problems
-
-
-def status_word(patch):
+def status_word(patch: Patch) -> str:
     """'Pending', 'Submitted', 'Backport' or 'Inappropriate'."""
     return (patch.trailer("Upstream-Status") or "").split(" ", 1)[0]
 
 
-def render_patch_table(patches):
-    """The README's patch table (Markdown), derived from the headers."""
-    rows = []
-    for p in patches:
-        rows.append(
-            [
-                p.name.split("-", 1)[0],
-                p.subject,
-                status_cell(p),
-                ", ".join(link(u) for u in p.bugs),
-                ", ".join(f"{link(u)} ({why})" for u, why in p.related),
-                p.trailer("Breaks-Without"),
-            ]
-        )
-    header = [
-        "#",
-        "patch",
-        "upstream status",
-        "bug",
-        "related upstream PRs",
-        "what breaks without it",
-    ]
-    return tables.render(header, rows)
-
-
-def link(url):
-    """``[#N](url)`` for an sglang issue or PR URL, the URL itself otherwise."""
-    m = re.search(r"/(?:pull|issues)/(\d+)$", url)
-    return f"[#{m.group(1)}]({url})" if m else url
-
-
-def status_cell(patch):
-    """'Pending', 'Backport of [#N](url)', 'Submitted as [#N](url)', ..."""
-    word, url = status_word(patch), patch.status_url
-    if word == "Backport" and url:
-        return f"Backport of {link(url)}"
-    if word == "Submitted" and url:
-        return f"Submitted as {link(url)}"
-    if word == "Inappropriate":
-        return f"Inappropriate: {inappropriate_reason(patch, link=True)}"
-    return word
-
-
-def inappropriate_reason(patch, link=False):
-    """The ``[why]`` of ``Inappropriate [why]``; with ``link``, each ``#N`` it
-    names is linked to the URL the header gives for it (Related or Bug)."""
+def inappropriate_reason(patch: Patch) -> str:
+    """The ``[why]`` of ``Inappropriate [why]`` ('' for another status)."""
     m = UPSTREAM_STATUS.match(patch.trailer("Upstream-Status") or "")
-    why = (m.group(4) if m else None) or ""
-    if not link:
-        return why
-    urls = {u.rsplit("/", 1)[1]: u for u, _ in patch.related} | {
-        u.rsplit("/", 1)[1]: u for u in patch.bugs
-    }
-    return re.sub(
-        r"#(\d+)", lambda n: f"[#{n[1]}]({urls[n[1]]})" if n[1] in urls else n[0], why
-    )
+    return (m.group(4) if m else None) or ""
