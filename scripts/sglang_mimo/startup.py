@@ -34,10 +34,13 @@ import logging
 import os
 import sys
 import types
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
+from sglang_mimo import argcheck
 from sglang_mimo.sizing import config_dir
 
 # Compute capability of each image target's GPU (docker/docker-bake.hcl targets).
@@ -126,7 +129,7 @@ def _clear_sglang_probe_caches():
 
 
 @functools.lru_cache(maxsize=1)
-def _sglang():
+def _sglang() -> tuple[Callable[[Sequence[object]], Any], Callable[[Any], Any]]:
     """Import the pinned SGLang's startup entry points once per process.
 
     Everything the startup path imports lazily is imported here, on this machine's
@@ -140,12 +143,11 @@ def _sglang():
     import sglang.srt.configs.model_config  # noqa: F401
     import sglang.srt.entrypoints.engine  # noqa: F401
     from sglang.srt.parser.template_detection import resolve_auto_parsers
-    from sglang.srt.server_args import prepare_server_args
 
     for mod in pkgutil.walk_packages(groups.__path__, groups.__name__ + "."):
         importlib.import_module(mod.name)
 
-    return prepare_server_args, resolve_auto_parsers
+    return argcheck.prepare, resolve_auto_parsers
 
 
 def argv_with_model(argv, model_dir):
@@ -158,14 +160,12 @@ def argv_with_model(argv, model_dir):
     raise ValueError("argv has no --model-path")
 
 
-def _first_error_line(text):
-    lines = [ln.strip() for ln in text.splitlines() if "error:" in ln]
-    return lines[-1] if lines else text.strip().splitlines()[-1:] or ""
-
-
-def check_argv(argv, gpu, recipe_name="", node_rank=0):
-    """Run SGLang's pre-spawn startup on ``argv`` under ``gpu`` (a GpuStandIn)."""
-    prepare_server_args, resolve_auto_parsers = _sglang()
+def check_argv(
+    argv: Sequence[object], gpu: GpuStandIn, recipe_name: str = "", node_rank: int = 0
+) -> Verdict:
+    """Run SGLang's pre-spawn startup on ``argv`` under ``gpu`` (a GpuStandIn);
+    its argparse step is ``argcheck.prepare``, the one probe of SGLang's parser."""
+    prepare, resolve_auto_parsers = _sglang()
     captured = io.StringIO()
     environ = dict(os.environ)
     root = logging.getLogger()
@@ -178,15 +178,15 @@ def check_argv(argv, gpu, recipe_name="", node_rank=0):
             contextlib.redirect_stderr(captured),
             contextlib.redirect_stdout(captured),
         ):
-            args = prepare_server_args([str(a) for a in argv])
+            args = prepare(argv)
             args.resolve_once()
             args.check_server_args()
             resolve_auto_parsers(args)
             resolved = args.resolved_dict()
             verdict.resolved = {f: resolved.get(f) for f in RESOLVED_FIELDS}
         verdict.ok = True
-    except SystemExit as e:  # argparse
-        verdict.message = f"{_first_error_line(captured.getvalue())} (exit {e.code})"
+    except argcheck.Refused as e:  # argparse
+        verdict.message = f"{e} (exit {e.code})"
     except Exception as e:  # SGLang refused: its own exception and message
         verdict.message = f"{type(e).__name__}: {e}"
     finally:
@@ -211,15 +211,10 @@ def check_rank(recipe, launch, model_dir=None):
 NO_REASON_NEEDED = ("--model-path", "--nnodes", "--node-rank", "--dist-init-addr")
 
 
-def departures(argv):
+def departures(argv: Sequence[object]) -> list[str]:
     """Flags of ``argv`` whose value, as SGLang's own parser reads it, differs from
     SGLang's default for that flag (in argv order)."""
-    import argparse
-
-    from sglang.srt.server_args import ServerArgs
-
-    parser = argparse.ArgumentParser()
-    ServerArgs.add_cli_args(parser)
+    parser = argcheck.server_parser()
     parsed = parser.parse_args([str(a) for a in argv])
     actions = parser._option_string_actions
     out = []
