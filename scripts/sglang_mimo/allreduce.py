@@ -20,24 +20,28 @@ Exit codes: 0 the sum was right on this rank; 1 an error; 3 the timeout; 4 cance
 (stdin ended, with --exit-on-eof).
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
+from typing import Any
 
 T0 = time.monotonic()
 # What the rank is waiting for, for the watchdog's message.
 PHASE = ["starting"]
 
 
-def emit(**fields):
+def emit(**fields: Any) -> None:
     sys.stdout.write(json.dumps(fields) + "\n")
     sys.stdout.flush()
 
 
-def explain(exc_text, args):
+def explain(exc_text: str, args: argparse.Namespace) -> tuple[str, str]:
     """(cause, fix): one line each, for an error text of torch.distributed / Gloo / NCCL."""
     t = exc_text
     low = t.lower()
@@ -82,7 +86,7 @@ def explain(exc_text, args):
     return (f"rank {args.rank}: {first[:300]}", "rerun with --env NCCL_DEBUG=INFO")
 
 
-def waiting(args):
+def waiting(args: argparse.Namespace) -> str:
     """What the rank was waiting for when time ran out (PHASE)."""
     return {
         "starting": "it was still importing torch",
@@ -93,7 +97,7 @@ def waiting(args):
     }.get(PHASE[0], PHASE[0])
 
 
-def exit_on_eof(args):
+def exit_on_eof(args: argparse.Namespace) -> None:
     """The head closed this rank's stdin (it cancels the check, or it is gone): end."""
     try:
         sys.stdin.buffer.read()
@@ -104,8 +108,8 @@ def exit_on_eof(args):
     os._exit(4)
 
 
-def watchdog(args):
-    def fire():
+def watchdog(args: argparse.Namespace) -> None:
+    def fire() -> None:
         cause = f"rank {args.rank}: no result within {args.timeout:g} s: " + waiting(
             args
         )
@@ -125,7 +129,7 @@ def watchdog(args):
     t.start()
 
 
-def run(args):
+def run(args: argparse.Namespace) -> dict[str, Any]:
     from datetime import timedelta
 
     import torch
@@ -216,7 +220,7 @@ def run(args):
         dist.destroy_process_group()
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="allreduce", description=__doc__.split("\n\n")[0])
     p.add_argument("--rank", type=int, required=True)
     p.add_argument("--world-size", type=int, required=True)

@@ -19,8 +19,12 @@ directory holding sglang/). Exit codes: 0 no gap; 1 a gap; 3 TREE is not an
 SGLang tree; 5 the pinned wheel could not be fetched.
 """
 
+from __future__ import annotations
+
+import argparse
 import ast
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +63,11 @@ HOPPER_MODULE = re.compile(
 )
 HOPPER_NAME = re.compile(r"^(flash_attn\w*|fa3\w*)$")
 
+# (file, line, scope, the text architectures named there)
+Place = tuple[str, int, str, set[str]]
+# (file, line, scope, why EXEMPT excuses it)
+Exempted = tuple[str, int, str, str]
+
 
 @dataclass
 class Finding:
@@ -67,27 +76,35 @@ class Finding:
     check: str
     message: str
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.check}: {self.message}"
 
 
-def _parse(pkg, rel):
+def _parse(pkg: str | Path, rel: str) -> ast.Module:
     path = Path(pkg) / rel
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
-def _with_parents(tree):
+def _with_parents(tree: ast.Module) -> ast.Module:
     for node in ast.walk(tree):
         for child in ast.iter_child_nodes(node):
-            child._parent = node
+            child._parent = node  # type: ignore[attr-defined]
     return tree
 
 
-def _scope(node):
+def _parent(node: ast.AST) -> ast.AST | None:
+    """The node ``_with_parents`` recorded as holding ``node`` (None at the top)."""
+    parent: ast.AST | None = getattr(node, "_parent", None)
+    return parent
+
+
+def _scope(node: ast.AST) -> str:
     """Enclosing class/function names, then the name the statement assigns."""
-    names, assigned, cur = [], None, node
-    while getattr(cur, "_parent", None) is not None:
-        cur = cur._parent
+    names: list[str] = []
+    assigned: str | None = None
+    cur: ast.AST = node
+    while (up := _parent(cur)) is not None:
+        cur = up
         if isinstance(cur, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.append(cur.name)
         elif assigned is None and isinstance(cur, (ast.Assign, ast.AnnAssign)):
@@ -97,7 +114,7 @@ def _scope(node):
     return ".".join(list(reversed(names)) + ([assigned] if assigned else []))
 
 
-def _arch_of(node):
+def _arch_of(node: ast.AST) -> str | None:
     if isinstance(node, ast.Constant) and node.value in TEXT_ARCHS:
         return node.value
     if isinstance(node, ast.Name) and node.id in TEXT_ARCHS:
@@ -105,9 +122,9 @@ def _arch_of(node):
     return None
 
 
-def _group(node):
+def _group(node: ast.AST) -> ast.expr | None:
     """The list/tuple/set/dict/call/comparison a name occurs in, or None."""
-    parent = getattr(node, "_parent", None)
+    parent = _parent(node)
     if isinstance(parent, (ast.Tuple, ast.List, ast.Set)):
         return parent
     if isinstance(node, ast.Name):
@@ -117,16 +134,17 @@ def _group(node):
     if isinstance(parent, ast.Call):
         return parent
     if isinstance(parent, ast.Compare):
-        while isinstance(getattr(parent, "_parent", None), ast.BoolOp):
-            parent = parent._parent
-        return parent
+        group: ast.expr = parent
+        while isinstance(up := _parent(group), ast.BoolOp):
+            group = up
+        return group
     return None
 
 
-def arch_name_places(pkg):
+def arch_name_places(pkg: str | Path) -> list[Place]:
     """[(file, line, scope, names)] for every place naming a MiMo-V2 text arch."""
     pkg = Path(pkg)
-    places = []
+    places: list[Place] = []
     for path in sorted((pkg / "sglang").rglob("*.py")):
         rel = path.relative_to(pkg).as_posix()
         if rel.startswith("sglang/test/"):
@@ -138,7 +156,7 @@ def arch_name_places(pkg):
             tree = _with_parents(ast.parse(text, filename=str(path)))
         except SyntaxError:
             continue
-        groups = {}
+        groups: dict[int, tuple[ast.expr, set[str]]] = {}
         for node in ast.walk(tree):
             arch = _arch_of(node)
             if arch is None:
@@ -146,17 +164,21 @@ def arch_name_places(pkg):
             group = _group(node)
             if group is None:
                 continue
-            entry = groups.setdefault(id(group), [group, set()])
+            entry = groups.setdefault(id(group), (group, set()))
             entry[1].add(arch)
         for group, names in groups.values():
             places.append((rel, group.lineno, _scope(group), names))
     return sorted(places, key=lambda p: (p[0], p[1]))
 
 
-def check_arch_names(pkg, exempt=None):
+def check_arch_names(
+    pkg: str | Path, exempt: Mapping[tuple[str, str], str] | None = None
+) -> tuple[list[Finding], list[Exempted], list[tuple[str, int, str]]]:
     """(findings, exempted, covered): gaps, places excused by EXEMPT, places naming both."""
     exempt = EXEMPT if exempt is None else exempt
-    findings, exempted, covered = [], [], []
+    findings: list[Finding] = []
+    exempted: list[Exempted] = []
+    covered: list[tuple[str, int, str]] = []
     for rel, line, scope, names in arch_name_places(pkg):
         if len(names) == len(TEXT_ARCHS):
             covered.append((rel, line, scope))
@@ -178,11 +200,11 @@ def check_arch_names(pkg, exempt=None):
     return findings, exempted, covered
 
 
-def _class_defs(tree):
+def _class_defs(tree: ast.Module) -> dict[str, ast.ClassDef]:
     return {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
 
 
-def _entry_names(tree):
+def _entry_names(tree: ast.Module) -> tuple[ast.Assign | None, set[str]]:
     for n in tree.body:
         if isinstance(n, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "EntryClass" for t in n.targets
@@ -191,7 +213,7 @@ def _entry_names(tree):
     return None, set()
 
 
-def check_alias(pkg):
+def check_alias(pkg: str | Path) -> list[Finding]:
     rel = "sglang/srt/models/mimo_v2.py"
     if not (Path(pkg) / rel).exists():
         return [Finding(rel, 0, "alias", "file is missing")]
@@ -228,8 +250,8 @@ def check_alias(pkg):
     return findings
 
 
-def _names_in(node):
-    out = set()
+def _names_in(node: ast.AST) -> set[str]:
+    out: set[str] = set()
     for n in ast.walk(node):
         if isinstance(n, ast.Name):
             out.add(n.id)
@@ -238,16 +260,16 @@ def _names_in(node):
     return out
 
 
-def check_mtp(pkg):
+def check_mtp(pkg: str | Path) -> list[Finding]:
     rel = "sglang/srt/configs/model_config.py"
-    findings = []
+    findings: list[Finding] = []
     tree = _with_parents(_parse(pkg, rel))
-    consts = {}
-    for n in tree.body:
-        if isinstance(n, ast.Assign) and len(n.targets) == 1:
-            t = n.targets[0]
+    consts: dict[str, set[str]] = {}
+    for s in tree.body:
+        if isinstance(s, ast.Assign) and len(s.targets) == 1:
+            t = s.targets[0]
             if isinstance(t, ast.Name):
-                consts[t.id] = _names_in(n.value)
+                consts[t.id] = _names_in(s.value)
     mapped = False
     for n in ast.walk(tree):
         if not (
@@ -256,9 +278,9 @@ def check_mtp(pkg):
             and n.value.value == "MiMoV2MTP"
         ):
             continue
-        cur = n
-        while getattr(cur, "_parent", None) is not None and not isinstance(cur, ast.If):
-            cur = cur._parent
+        cur: ast.AST | None = n
+        while cur is not None and not isinstance(cur, ast.If):
+            cur = _parent(cur)
         if not isinstance(cur, ast.If):
             continue
         named = _names_in(cur.test)
@@ -290,9 +312,9 @@ def check_mtp(pkg):
     return findings
 
 
-def _hopper_imports(tree):
+def _hopper_imports(tree: ast.Module) -> list[tuple[int, str]]:
     """(line, what) for unconditional module-level imports of Hopper-only kernels."""
-    out = []
+    out: list[tuple[int, str]] = []
     for stmt in tree.body:  # module level only; if/try/def bodies are conditional
         if isinstance(stmt, ast.Import):
             for a in stmt.names:
@@ -311,7 +333,7 @@ def _hopper_imports(tree):
     return out
 
 
-def check_audio_kernel(pkg):
+def check_audio_kernel(pkg: str | Path) -> list[Finding]:
     rel = "sglang/srt/models/mimo_audio.py"
     pkg = Path(pkg)
     if not (pkg / rel).exists():
@@ -322,10 +344,10 @@ def check_audio_kernel(pkg):
         if isinstance(stmt, ast.ImportFrom) and (stmt.module or "").startswith(
             "sglang.srt.layers.attention"
         ):
-            dep = stmt.module.replace(".", "/") + ".py"
+            dep = (stmt.module or "").replace(".", "/") + ".py"
             if (pkg / dep).exists():
                 files.append((dep, _parse(pkg, dep)))
-    findings = []
+    findings: list[Finding] = []
     for f, t in files:
         for line, what in _hopper_imports(t):
             via = "" if f == rel else f" (imported by {rel})"
@@ -341,7 +363,9 @@ def check_audio_kernel(pkg):
     return findings
 
 
-def audit(tree):
+def audit(
+    tree: str | Path,
+) -> tuple[list[Finding], list[Exempted], list[tuple[str, int, str]]]:
     """(findings, exempted, covered) for an SGLang tree of either layout."""
     pkg = trees.package_dir(tree)
     findings, exempted, covered = check_arch_names(pkg)
@@ -349,7 +373,7 @@ def audit(tree):
     return findings, exempted, covered
 
 
-def report(tree, out=print):
+def report(tree: str | Path, out: Callable[[str], object] = print) -> list[Finding]:
     """Print the audit of ``tree``; return the findings."""
     findings, exempted, covered = audit(tree)
     for f in findings:
@@ -364,13 +388,13 @@ def report(tree, out=print):
     return findings
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     tree = args.tree or trees.pinned_tree()
     findings = report(tree)
     return 1 if findings else 0
 
 
-def add_parser(sub):
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "audit",
         help="prove the dropped topics (arch aliases, FA3 import) stay fixed",

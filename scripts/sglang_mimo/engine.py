@@ -81,7 +81,7 @@ def series_names(series_file: Path | None = None) -> list[str]:
     return names
 
 
-def layout(tree: Path) -> tuple[str | None, str]:
+def layout(tree: str | Path) -> tuple[str | None, str]:
     """("checkout", "") or ("package", "python/"): the layout and the prefix it drops."""
     tree = Path(tree)
     if (tree / "python" / "sglang" / "__init__.py").is_file():
@@ -91,7 +91,7 @@ def layout(tree: Path) -> tuple[str | None, str]:
     return None, ""
 
 
-def tree_version(tree: Path) -> str | None:
+def tree_version(tree: str | Path) -> str | None:
     """The sglang version of a tree (either layout), from its dist-info or _version.py."""
     tree = Path(tree)
     pkg = tree / "python" if (tree / "python" / "sglang").is_dir() else tree

@@ -41,6 +41,7 @@ file.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import os
 import re
@@ -48,9 +49,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sglang_mimo import lint, paths, series, trees
 
@@ -74,11 +75,15 @@ def refusal(patch: series.Patch) -> str | None:
 class RegressionFile:
     source: Path  # tests/regression/registered/.../test_x.py
     dest: str  # test/registered/.../test_x.py (checkout-relative)
-    tests: list = field(default_factory=list)  # test ids in the file
-    registers: list = field(default_factory=list)  # register_cpu_ci, ...
+    tests: list[str] = field(default_factory=list)  # test ids in the file
+    registers: list[str] = field(default_factory=list)  # register_cpu_ci, ...
 
 
-def find_patch(spec):
+# verify()'s result: {"before"|"after": (pytest's exit code, {test id: outcome}, output)}
+Verification = dict[str, tuple[int, dict[str, str], str]]
+
+
+def find_patch(spec: str | int) -> series.Patch:
     """The series patch named by a number (1, 0001) or a file name."""
     names = series.read_series()
     spec = str(spec)
@@ -91,9 +96,9 @@ def find_patch(spec):
     return series.parse_patch(paths.PATCHES / hits[0])
 
 
-def tests_in(text):
+def tests_in(text: str) -> list[str]:
     """The test functions of a pytest or unittest file (``Class::test``)."""
-    names = []
+    names: list[str] = []
     for node in ast.parse(text).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             if node.name.startswith("test"):
@@ -106,7 +111,7 @@ def tests_in(text):
     return names
 
 
-def registrations(text):
+def registrations(text: str) -> list[str]:
     """The upstream CI registrations a file makes (``register_cpu_ci``, ...)."""
     return sorted(
         {
@@ -120,7 +125,7 @@ def registrations(text):
     )
 
 
-def regression_files(patch):
+def regression_files(patch: series.Patch) -> list[RegressionFile]:
     """The patch's Regression-Test files, as they go upstream."""
     problems = lint.regression_test_problems(patch)
     if problems:
@@ -133,7 +138,9 @@ def regression_files(patch):
     return out
 
 
-def run_tests(checkout, dests, python):
+def run_tests(
+    checkout: str | Path, dests: Sequence[str], python: str
+) -> tuple[int, str]:
     """pytest on the test files with PYTHONPATH=<checkout>/python: (rc, output)."""
     env = {
         **os.environ,
@@ -152,15 +159,17 @@ def run_tests(checkout, dests, python):
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def _outcomes(output):
+def _outcomes(output: str) -> dict[str, str]:
     """{test id: PASSED|FAILED|...} from pytest -rA's short summary."""
-    found = {}
+    found: dict[str, str] = {}
     for m in re.finditer(r"^(PASSED|FAILED|ERROR) (\S+::\S+)", output, re.M):
         found[m.group(2)] = m.group(1)
     return found
 
 
-def verify(checkout, base, files, python):
+def verify(
+    checkout: str | Path, base: str, files: Sequence[RegressionFile], python: str
+) -> Verification:
     """Run the test files on the base (a worktree) and on the branch."""
     dests = [f.dest for f in files]
     with tempfile.TemporaryDirectory() as tmp:
@@ -180,7 +189,7 @@ def verify(checkout, base, files, python):
     }
 
 
-def verified(result):
+def verified(result: Verification) -> bool:
     """Every test that ran failed before the patch, and passed after it."""
     rc_b, before, _ = result["before"]
     rc_a, after, _ = result["after"]
@@ -194,7 +203,21 @@ def verified(result):
     )
 
 
-def pr_body(patch, files, result=None, stacked_on=(), base=None):
+def _section(patch: series.Patch, name: str) -> str:
+    """Body section ``name`` of the patch, which the PR body cannot go without."""
+    text = patch.section(name)
+    if text is None:
+        raise trees.ToolError(f"{patch.name} has no {name}: section", 2)
+    return text
+
+
+def pr_body(
+    patch: series.Patch,
+    files: Sequence[RegressionFile],
+    result: Verification | None = None,
+    stacked_on: Sequence[series.Patch] = (),
+    base: str | None = None,
+) -> str:
     test_files = ", ".join(f"`{f.dest}`" for f in files)
     registered = sorted({r for f in files for r in f.registers})
     model_side = [
@@ -207,7 +230,7 @@ def pr_body(patch, files, result=None, stacked_on=(), base=None):
         "",
         "## Motivation",
         "",
-        patch.section("Motivation"),
+        _section(patch, "Motivation"),
         "",
         f"Without this change: {patch.trailer('Breaks-Without')}.",
     ]
@@ -243,7 +266,7 @@ def pr_body(patch, files, result=None, stacked_on=(), base=None):
         "",
         "## Modifications",
         "",
-        patch.section("Modifications"),
+        _section(patch, "Modifications"),
         "",
         f"Tests: {test_files} (no server, no model weights; registered with "
         f"{' and '.join(f'`{r}`' for r in registered)}).",
@@ -326,7 +349,7 @@ def export(
     branch: str | None = None,
     do_verify: bool = False,
     python: str | None = None,
-) -> tuple[series.Patch, str, str, list[Any], Path, Any]:
+) -> tuple[series.Patch, str, str, list[RegressionFile], Path, Verification | None]:
     patch = find_patch(spec)
     why = refusal(patch)
     if why:
@@ -413,7 +436,7 @@ def export(
     )
     out = Path(out) if out else trees.BUILD / "pr" / f"{stem}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    stacked_on = []
+    stacked_on: list[series.Patch] = []
     if base:
         stacked_on = [
             p
@@ -424,7 +447,7 @@ def export(
     return patch, branch, base_sha, files, out, result
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     patch, branch, base, files, out, result = export(
         args.patch,
         args.checkout,
@@ -456,7 +479,7 @@ def run(args):
     return 0
 
 
-def add_parser(sub):
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "export-pr",
         help="make an upstream branch and PR body for patch N",

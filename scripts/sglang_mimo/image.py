@@ -11,26 +11,31 @@ inside the build, so a stale file fails the build instead of mislabelling the im
 Exit codes: 0 ok, 1 check-args found a difference, 2 usage.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 from sglang_mimo import paths
 from sglang_mimo.series import load_series, read_series
 
 
-def series_patches(series=None):
+def series_patches(series: str | Path | None = None) -> list[str]:
     """Patch file names of the series, in order."""
     return read_series(series or paths.SERIES)
 
 
-def patched_files(series=None):
+def patched_files(series: str | Path | None = None) -> list[str]:
     """Checkout-layout paths (python/sglang/...) that the series changes, sorted."""
     return sorted({f for p in load_series(series or paths.SERIES) for f in p.files})
 
 
-def patched_modules(series=None):
+def patched_modules(series: str | Path | None = None) -> list[str]:
     """Dotted names of the Python modules the series changes (sglang.srt....)."""
     mods = []
     for path in patched_files(series):
@@ -40,7 +45,9 @@ def patched_modules(series=None):
     return mods
 
 
-def build_args(pin=None, series=None):
+def build_args(
+    pin: Mapping[str, Any] | None = None, series: str | Path | None = None
+) -> dict[str, str]:
     """Build arguments whose values come from the pin and the series."""
     pin = pin or paths.load_pin()
     nccl = pin.get("nccl", {})
@@ -55,12 +62,14 @@ def build_args(pin=None, series=None):
     }
 
 
-def bake_vars(pin=None, series=None):
+def bake_vars(
+    pin: Mapping[str, Any] | None = None, series: str | Path | None = None
+) -> dict[str, dict[str, dict[str, str]]]:
     """The bake variables file: HCL's JSON form, one default per variable."""
     return {"variable": {k: {"default": v} for k, v in build_args(pin, series).items()}}
 
 
-def check_args(environ=None):
+def check_args(environ: Mapping[str, str] | None = None) -> list[str]:
     """Names of the build arguments (from ``environ``) that differ from the pin/series."""
     environ = os.environ if environ is None else environ
     wrong = []
@@ -72,7 +81,7 @@ def check_args(environ=None):
     return wrong
 
 
-def _run(args):
+def _run(args: argparse.Namespace) -> int:
     if args.action == "bake-vars":
         text = json.dumps(bake_vars(), indent=2) + "\n"
         if args.output:
@@ -96,7 +105,9 @@ def _run(args):
     return 1 if wrong else 0
 
 
-def add_parser(subparsers):
+def add_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
     p = subparsers.add_parser(
         "image",
         help="values for the image build (bake variables, patched modules)",
@@ -108,7 +119,7 @@ def add_parser(subparsers):
     p.set_defaults(func=_run)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sglang-mimo image")
     sub = parser.add_subparsers(dest="command")
     add_parser(sub)

@@ -23,6 +23,7 @@ found a gap on the new base; 5 a wheel could not be downloaded.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shutil
@@ -98,7 +99,7 @@ def try_series(version: str) -> dict[str, Any]:
         rejs = sorted(
             p.relative_to(tree).as_posix() for p in (tree / "python").rglob("*.rej")
         )
-        seen = {}  # conflicting patches so far: name -> files
+        seen: dict[str, list[str]] = {}  # conflicting patches so far: name -> files
         for r in conflicts:
             files = [f for f in series.parse_patch(paths.PATCHES / r["patch"]).files]
             r["rej"] = [j for j in rejs if j[: -len(".rej")] in files]
@@ -138,7 +139,7 @@ def refresh(result: dict[str, Any]) -> tuple[list[str], list[str]]:
     old = {p.name: p for p in series.load_series()}
     lines = paths.SERIES.read_text(encoding="utf-8").splitlines(keepends=True)
     paths.SERIES.write_text(
-        "".join(l for l in lines if l.split("#", 1)[0].strip() not in dropped),
+        "".join(ln for ln in lines if ln.split("#", 1)[0].strip() not in dropped),
         encoding="utf-8",
     )
     for name in dropped:
@@ -183,7 +184,7 @@ def refresh(result: dict[str, Any]) -> tuple[list[str], list[str]]:
     return carried, dropped
 
 
-def render(result):
+def render(result: dict[str, Any]) -> str:
     out = [f"SGLang {result['version']}: series tried in {result['tree']}", ""]
     wheels = [[k, w["filename"], w["sha256"]] for k, w in result["wheels"].items()]
     out += [tables.render(["wheel", "file", "sha256"], wheels), ""]
@@ -200,7 +201,7 @@ def render(result):
     return "\n".join(out)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     result = try_series(args.version)
     conflicts = any(r["outcome"] == "conflicts" for r in result["patches"])
     code = 1 if conflicts else (4 if result["audit"] else 0)
@@ -222,7 +223,7 @@ def run(args):
     return code
 
 
-def add_parser(sub):
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "rebase",
         help="try the series on another SGLang release (--write: move onto it)",

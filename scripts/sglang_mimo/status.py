@@ -13,6 +13,7 @@ Exit codes: 0 every patch is contained or applies; 1 a patch conflicts;
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def collect(
     return str(tree), trees.tree_version(tree), rows
 
 
-def render_table(rows):
+def render_table(rows: list[dict[str, Any]]) -> str:
     return tables.render(
         ["patch", "title", "upstream PR", "Upstream-Status", "in this tree"],
         [
@@ -65,7 +66,7 @@ def render_table(rows):
     )
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     tree, version, rows = collect(args.tree)
     if args.json:
         print(json.dumps({"tree": tree, "version": version, "patches": rows}, indent=1))
@@ -75,7 +76,7 @@ def run(args):
     return 1 if any(r["tree"] == "conflicts" for r in rows) else 0
 
 
-def add_parser(sub):
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "status",
         help="per patch: upstream PR and status, and whether a tree contains it",

@@ -18,18 +18,45 @@ import tempfile
 from pathlib import Path
 
 from sglang_mimo import engine, paths, wheels
-from sglang_mimo.engine import Options, Outcome, tree_version  # noqa: F401
-from sglang_mimo.errors import ToolError  # noqa: F401
-from sglang_mimo.gitutil import IDENT as GIT_IDENT  # noqa: F401
-from sglang_mimo.gitutil import git  # noqa: F401
-from sglang_mimo.patchtool import PatchState  # noqa: F401
-from sglang_mimo.wheels import (  # noqa: F401  (the tools reach them through trees)
+from sglang_mimo.engine import Options, Outcome, tree_version
+from sglang_mimo.errors import ToolError
+from sglang_mimo.gitutil import IDENT as GIT_IDENT
+from sglang_mimo.gitutil import git
+from sglang_mimo.patchtool import PatchState
+from sglang_mimo.wheels import (
     SKIP_SUFFIXES,
     make_checkout,
     sha256,
     unpack_wheel,
     wheel_filename,
 )
+
+# The names the tools reach through here: this module's own and those it re-exports.
+__all__ = [
+    "BUILD",
+    "GIT_IDENT",
+    "SKIP_SUFFIXES",
+    "Options",
+    "Outcome",
+    "PatchState",
+    "StrPath",
+    "ToolError",
+    "apply",
+    "check",
+    "fetch_release_wheels",
+    "git",
+    "local_wheel_key",
+    "make_checkout",
+    "package_dir",
+    "pinned_tree",
+    "pinned_wheel",
+    "sha256",
+    "single_patch_series",
+    "tree_version",
+    "unpack_wheel",
+    "wheel_filename",
+    "wheel_keys",
+]
 
 BUILD = paths.BUILD
 StrPath = str | Path
