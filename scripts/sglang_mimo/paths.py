@@ -9,8 +9,9 @@
 - else the copy an installed package ships (``sglang_mimo/_dist``, made by
   setup.py at ``pip install .`` / ``pipx install .``).
 
-Commands that change the repository or read its tests and docs (docs, rebase,
-export-pr, changelog) need a checkout: ``require_checkout`` says so plainly.
+The maintainers' commands (``scripts/dev``: docs, changelog, rebase, export-pr, ...)
+change the repository or read its tests and docs, so they need a checkout:
+``sglang_mimo.dev`` calls ``require_checkout``, which says so plainly.
 """
 
 from __future__ import annotations
