@@ -259,7 +259,7 @@ class _Run:
                 top, "status", "--porcelain", "--untracked-files=no", check=False
             )
             if dirty.strip():
-                first = " ".join(l[3:] for l in dirty.splitlines()[:3])
+                first = " ".join(ln[3:] for ln in dirty.splitlines()[:3])
                 raise self.refuse(
                     f"dirty checkout: {top} has uncommitted changes ({first}); "
                     "--commit needs a clean tree: commit or stash them"
@@ -341,7 +341,7 @@ class _Run:
                 what = "write" if w.exists() else "remove"
                 raise self.refuse(
                     f"could not {what} {t} ({e.strerror or e}); every file was restored"
-                )
+                ) from e
 
     def commit(self) -> Outcome:
         """One ``git am`` per applying patch; on any failure reset to where it started."""

@@ -81,7 +81,7 @@ def try_series(version: str) -> dict[str, Any]:
     tree = work_tree(version, wheels[key][0])
     states = trees.check(tree)
     by_name = {s.name: s for s in states}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for p in series.load_series():
         s = by_name[p.name]
         rows.append(

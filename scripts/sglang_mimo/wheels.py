@@ -197,8 +197,8 @@ def default_tree(
                 skip_suffixes=(),
                 dist_info=False,
             )
-        except ToolError:
+        except ToolError as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise ToolError(f"could not create a git repository in {build}", 2)
+            raise ToolError(f"could not create a git repository in {build}", 2) from e
         tmp.rename(tree)
     return tree
