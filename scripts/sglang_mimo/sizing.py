@@ -37,7 +37,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sglang_mimo import paths
 
@@ -95,7 +95,7 @@ class Sizing:
         }
 
 
-def config_dir(model_id):
+def config_dir(model_id: str) -> Path:
     """The directory holding the released config.json of a hub id (recipes/configs)."""
     d = CONFIGS / model_id.split("/")[-1]
     if not (d / "config.json").is_file():
@@ -115,7 +115,7 @@ REQUIRED_FIELDS = (
 )  # fmt: skip
 
 
-def _read_json(path):
+def _read_json(path: str | Path) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -133,13 +133,15 @@ def _read_json(path):
     return data
 
 
-def load_config(model_dir, architecture=None):
+def load_config(
+    model_dir: str | Path, architecture: str | None = None
+) -> dict[str, Any]:
     """The model's ``config.json``, checked: a JSON object with every field of
     REQUIRED_FIELDS a positive integer and, given ``architecture``, that architecture
     in its ``architectures``. Raises ConfigError naming the file and the field."""
     path = Path(model_dir) / "config.json"
     cfg = _read_json(path)
-    problems = []
+    problems: list[str] = []
     missing = [f for f in REQUIRED_FIELDS if f not in cfg]
     if architecture is not None:
         archs = cfg.get("architectures")
