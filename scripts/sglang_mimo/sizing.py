@@ -34,7 +34,7 @@ ranks) at the recipe's ``--context-length`` (else the config's
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,7 +62,7 @@ class Layout:
     mtp_layers: int
 
     @property
-    def attn_tp(self):
+    def attn_tp(self) -> int:
         return self.tp // self.attn_dp
 
 
@@ -78,10 +78,10 @@ class Sizing:
     max_tokens: int
 
     @property
-    def fits(self):
+    def fits(self) -> bool:
         return self.kv_pool_gib >= self.kv_needed_gib
 
-    def as_json(self):
+    def as_json(self) -> dict[str, Any]:
         return {
             "weights_gib": round(self.weights_gib, 2),
             "kv_bytes_per_token": self.kv_bytes_per_token,
@@ -166,11 +166,11 @@ def load_config(
     return cfg
 
 
-def _quant_bytes(cfg, quantization_flag):
+def _quant_bytes(cfg: dict[str, Any], quantization_flag: object) -> float:
     """Bytes per quantized linear weight element (scales included)."""
     qc = cfg.get("quantization_config") or {}
     if qc.get("quant_method") == "fp8" or quantization_flag == "fp8":
-        block = qc.get("weight_block_size") or [128, 128]
+        block: list[int] = qc.get("weight_block_size") or [128, 128]
         return 1 + 4 / (block[0] * block[1])
     if quantization_flag is None and not qc:
         return 2
@@ -180,7 +180,7 @@ def _quant_bytes(cfg, quantization_flag):
     )
 
 
-def ignored(cfg, module):
+def ignored(cfg: dict[str, Any], module: str) -> bool:
     """Whether SGLang's fp8 method leaves ``module`` unquantized: it, or a module above
     it, is in ``quantization_config.ignored_layers`` (``layers/quantization/fp8.py``
     reads the list with and without the ``model.`` prefix; ``utils.py``
@@ -191,7 +191,7 @@ def ignored(cfg, module):
     return any("." + n.rstrip(".").removeprefix("model.") + "." in m for n in names)
 
 
-def _attn_params(cfg, swa, attn_tp):
+def _attn_params(cfg: dict[str, Any], swa: bool, attn_tp: int) -> tuple[float, float]:
     """(q + k + v, o) weights of one attention layer per attention-TP rank."""
     p = "swa_" if swa else ""
     h = cfg["hidden_size"]
@@ -211,11 +211,11 @@ def _attn_params(cfg, swa, attn_tp):
     return q + k + v, o
 
 
-def _kv_elems(cfg, swa, attn_tp):
+def _kv_elems(cfg: dict[str, Any], swa: bool, attn_tp: int) -> int:
     p = "swa_" if swa else ""
-    kv = cfg.get(p + "num_key_value_heads", cfg["num_key_value_heads"])
-    hd = cfg.get(p + "head_dim", cfg["head_dim"])
-    vhd = cfg.get(p + "v_head_dim", cfg.get("v_head_dim", hd))
+    kv: int = cfg.get(p + "num_key_value_heads", cfg["num_key_value_heads"])
+    hd: int = cfg.get(p + "head_dim", cfg["head_dim"])
+    vhd: int = cfg.get(p + "v_head_dim", cfg.get("v_head_dim", hd))
     return max(1, kv // attn_tp) * (hd + vhd)
 
 
@@ -233,10 +233,10 @@ AUDIO_DEFAULTS = dict(
 )  # fmt: skip
 
 
-def _vision_params(vc):
+def _vision_params(vc: dict[str, Any]) -> int:
     """MiMoVisionTransformer: patch embedding, ``depth`` blocks (GQA qkv_proj of
     (heads + 2 x kv_heads) x head_dim rows, proj back to hidden, gated MLP), merger."""
-    v = {**VISION_DEFAULTS, **vc}
+    v: dict[str, int] = {**VISION_DEFAULTS, **vc}
     h, i, depth = v["hidden_size"], v["intermediate_size"], v["depth"]
     heads = v["num_heads"]
     kv = v["num_key_value_heads"] or heads
@@ -248,7 +248,7 @@ def _vision_params(vc):
     return depth * (attn + 3 * h * i) + patch + merger
 
 
-def _channel_sizes(value, channels):
+def _channel_sizes(value: str | int, channels: int) -> list[int]:
     """``speech_vocab_size``: "a-b-c" per channel, else one size for every channel
     (an int or a string of one: MiMoV2AudioConfig._parse_maybe_list)."""
     if isinstance(value, str) and "-" in value:
@@ -256,7 +256,7 @@ def _channel_sizes(value, channels):
     return [int(value)] * channels
 
 
-def _audio_params(ac, tok):
+def _audio_params(ac: dict[str, Any], tok: dict[str, Any] | None) -> int:
     """The audio encoder SGLang builds (``build_audio_encoder``): one embedding per
     audio channel, the input local transformer (Qwen2 layers), the group projection
     (``projection_layers`` 2: group x dim -> 4 x that -> out_hidden_size); plus the
@@ -275,7 +275,7 @@ def _audio_params(ac, tok):
         proj = grouped * 4 * grouped + 4 * grouped * out
     else:
         proj = grouped * out
-    total = local + embeddings + proj
+    total: int = local + embeddings + proj
     if tok:
         dm, ffn = tok["d_model"], tok["encoder_ffn_dim"]
         conv = tok["n_mels"] * dm * tok["kernel_size"] + dm * dm * tok["kernel_size"]
@@ -283,10 +283,15 @@ def _audio_params(ac, tok):
     return total
 
 
-def weight_bytes_per_rank(cfg, layout, quantization_flag=None, audio_tokenizer=None):
+def weight_bytes_per_rank(
+    cfg: dict[str, Any],
+    layout: Layout,
+    quantization_flag: object = None,
+    audio_tokenizer: dict[str, Any] | None = None,
+) -> float:
     q = _quant_bytes(cfg, quantization_flag)
 
-    def qb(module):  # bytes per element of a linear weight of ``module``
+    def qb(module: str) -> float:  # bytes per element of a linear weight of ``module``
         return 2 if ignored(cfg, module) else q
 
     tp, attn_tp = layout.tp, layout.attn_tp
@@ -295,13 +300,13 @@ def weight_bytes_per_rank(cfg, layout, quantization_flag=None, audio_tokenizer=N
     moe = cfg.get("moe_layer_freq") or [0] * n
     experts = cfg.get("n_routed_experts") or 0
 
-    def attention(prefix, swa):
+    def attention(prefix: str, swa: bool) -> float:
         qkv, o = _attn_params(cfg, swa, attn_tp)
         return qkv * qb(f"{prefix}.self_attn.qkv_proj") + o * qb(
             f"{prefix}.self_attn.o_proj"
         )
 
-    total = 0.0
+    total: float = 0.0
     for i in range(n):
         layer = f"model.layers.{i}"
         total += attention(layer, bool(pattern[i]))
@@ -330,7 +335,9 @@ def weight_bytes_per_rank(cfg, layout, quantization_flag=None, audio_tokenizer=N
     return total
 
 
-def _in_section(cfg, section, fn, *args):
+def _in_section(
+    cfg: dict[str, Any], section: str, fn: Callable[..., int], *args: Any
+) -> int:
     """``fn(cfg[section], *args)``; a missing key is reported as ``section.key``."""
     try:
         return fn(cfg[section], *args)
@@ -340,7 +347,7 @@ def _in_section(cfg, section, fn, *args):
         raise KeyError(f"{section}.{e.args[0]}") from e
 
 
-def parameters(cfg, mtp_layers):
+def parameters(cfg: dict[str, Any], mtp_layers: int) -> float:
     """Parameters of the whole checkpoint from the config's shapes (FP8 scales not
     counted): the main layers, ``mtp_layers`` MTP layers and the encoders."""
     c = {k: v for k, v in cfg.items() if k != "quantization_config"}
@@ -351,7 +358,7 @@ def parameters(cfg, mtp_layers):
     return weight_bytes_per_rank(c, everything) / 2
 
 
-def kv_bytes_per_token(cfg, layout):
+def kv_bytes_per_token(cfg: dict[str, Any], layout: Layout) -> int:
     n = cfg["num_hidden_layers"]
     pattern = cfg.get("hybrid_layer_pattern") or [0] * n
     attn_tp = layout.attn_tp
@@ -363,7 +370,7 @@ def kv_bytes_per_token(cfg, layout):
     return int((full + layout.swa_ratio * swa) * layout.kv_bytes)
 
 
-def _flag(items, *names, default=None):
+def _flag(items: Iterable[ArgItem], *names: str, default: Any = None) -> Any:
     for flag, value in items:
         if flag in names:
             return True if value is None else value
@@ -425,7 +432,12 @@ _TOKENIZER_FIELDS = {
 }
 
 
-def _size(recipe, server_args, cfg, tok):
+def _size(
+    recipe: Recipe,
+    server_args: Sequence[ArgItem],
+    cfg: dict[str, Any],
+    tok: dict[str, Any] | None,
+) -> Sizing:
     layout = layout_of(recipe, server_args)
     quant = _flag(server_args, "--quantization")
     weights = weight_bytes_per_rank(cfg, layout, quant, tok) / GIB
