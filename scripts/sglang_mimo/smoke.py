@@ -11,6 +11,8 @@ Requests go to the given URL only. Progress goes to stderr, a pass/fail and late
 to stdout. Exit 0 when every check that ran passed, 1 when any failed, 2 on bad input.
 """
 
+from __future__ import annotations
+
 import argparse
 import base64
 import io
@@ -21,19 +23,23 @@ import struct
 import sys
 import time
 import wave
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TextIO
 
 from sglang_mimo import tables
 
 CHECKS = ("health", "text", "audio", "transcription", "video")
 NEEDS_MODALITY = {"audio": "audio", "transcription": "transcription", "video": "video"}
 BUNDLED_MP4 = Path(__file__).resolve().parent / "data" / "smoke.mp4"
+# (check, PASS|FAIL, seconds, detail)
+Row = tuple[str, str, float, str]
 
 
 # ------------------------------------------------------------------------- media
 
 
-def make_wav(seconds=1.5, rate=16000):
+def make_wav(seconds: float = 1.5, rate: int = 16000) -> bytes:
     """16-bit mono PCM WAV: a 440 Hz tone in three bursts (stdlib only)."""
     n = int(seconds * rate)
     frames = bytearray()
@@ -51,7 +57,13 @@ def make_wav(seconds=1.5, rate=16000):
     return buf.getvalue()
 
 
-def make_mp4(seconds=2.0, fps=8, size=64, audio_seconds=None, rate=16000):
+def make_mp4(
+    seconds: float = 2.0,
+    fps: int = 8,
+    size: int = 64,
+    audio_seconds: float | None = None,
+    rate: int = 16000,
+) -> bytes:
     """H.264 (or MPEG-4) MP4 with a moving bar and an AAC tone: by default an ordinary
     clip, the tone as long as the picture, so that AAC's priming (~64 ms) runs past it,
     as in most MP4s a phone or FFmpeg writes. On v0.5.23 audio past the picture can make
@@ -91,7 +103,7 @@ def make_mp4(seconds=2.0, fps=8, size=64, audio_seconds=None, rate=16000):
     return buf.getvalue()
 
 
-def video_clip():
+def video_clip() -> tuple[bytes, str]:
     try:
         return make_mp4(), "generated"
     except ImportError:
@@ -105,7 +117,7 @@ class CheckFailed(Exception):
     pass
 
 
-def _request(method, url, timeout, **kwargs):
+def _request(method: str, url: str, timeout: float, **kwargs: Any) -> tuple[int, bytes]:
     """(status, body bytes) of one HTTP request with httpx; CheckFailed without an answer.
 
     ``trust_env=False``: no proxy or netrc from the environment, the request goes to
@@ -121,7 +133,7 @@ def _request(method, url, timeout, **kwargs):
         raise CheckFailed(f"no response: {e or type(e).__name__}") from e
 
 
-def _error_text(status, body):
+def _error_text(status: int, body: bytes) -> str:
     try:
         obj = json.loads(body)
         msg = obj.get("message") or (obj.get("error") or {}).get("message") or obj
@@ -130,7 +142,7 @@ def _error_text(status, body):
     return f"HTTP {status}: {str(msg)[:160]}"
 
 
-def _post_json(url, payload, timeout):
+def _post_json(url: str, payload: dict[str, Any], timeout: float) -> Any:
     status, body = _request("POST", url, timeout, json=payload)
     if status != 200:
         raise CheckFailed(_error_text(status, body))
@@ -140,7 +152,7 @@ def _post_json(url, payload, timeout):
         raise CheckFailed(f"HTTP 200 but not JSON: {body[:80]!r}") from e
 
 
-def _chat_reply(obj):
+def _chat_reply(obj: Any) -> str:
     """The assistant text of a chat.completion; CheckFailed when the shape is wrong."""
     try:
         choice = obj["choices"][0]
@@ -159,20 +171,26 @@ def _chat_reply(obj):
 
 
 class Smoke:
-    def __init__(self, url, model=None, timeout=120.0, max_tokens=64):
+    def __init__(
+        self,
+        url: str,
+        model: str | None = None,
+        timeout: float = 120.0,
+        max_tokens: int = 64,
+    ) -> None:
         self.url = url.rstrip("/")
         self.model = model
         self.timeout = timeout
         self.max_tokens = max_tokens
-        self._wav = None
+        self._wav: bytes | None = None
 
     @property
-    def wav(self):
+    def wav(self) -> bytes:
         if self._wav is None:
             self._wav = make_wav()
         return self._wav
 
-    def model_name(self):
+    def model_name(self) -> str:
         if self.model is None:
             self.model = "default"
             try:
@@ -183,7 +201,7 @@ class Smoke:
                 pass
         return self.model
 
-    def _chat(self, content):
+    def _chat(self, content: str | list[dict[str, Any]]) -> str:
         payload = {
             "model": self.model_name(),
             "messages": [{"role": "user", "content": content}],
@@ -194,23 +212,23 @@ class Smoke:
             _post_json(f"{self.url}/v1/chat/completions", payload, self.timeout)
         )
 
-    def check_health(self):
+    def check_health(self) -> str:
         status, body = _request("GET", f"{self.url}/health", self.timeout)
         if status != 200:
             raise CheckFailed(_error_text(status, body))
         return "HTTP 200"
 
-    def check_text(self):
+    def check_text(self) -> str:
         return self._chat("Reply with one short sentence: what is 2 + 3?")
 
-    def check_audio(self):
+    def check_audio(self) -> str:
         url = "data:audio/wav;base64," + base64.b64encode(self.wav).decode()
         return self._chat([
             {"type": "audio_url", "audio_url": {"url": url}},
             {"type": "text", "text": "Describe this sound in one short sentence."},
         ])  # fmt: skip
 
-    def check_transcription(self):
+    def check_transcription(self) -> str:
         status, raw = _request(
             "POST",
             f"{self.url}/v1/audio/transcriptions",
@@ -228,7 +246,7 @@ class Smoke:
             raise CheckFailed(f"'text' is {type(text).__name__}, not a string")
         return f"text {text!r}" if text else "text '' (a tone has no words)"
 
-    def check_video(self):
+    def check_video(self) -> str:
         data, _ = video_clip()
         url = "data:video/mp4;base64," + base64.b64encode(data).decode()
         return self._chat([
@@ -237,9 +255,11 @@ class Smoke:
         ])  # fmt: skip
 
 
-def run_checks(smoke, checks, progress=sys.stderr):
+def run_checks(
+    smoke: Smoke, checks: Sequence[str], progress: TextIO = sys.stderr
+) -> list[Row]:
     """Run the checks in order; return rows (name, status, seconds, detail)."""
-    rows = []
+    rows: list[Row] = []
     for i, name in enumerate(checks, 1):
         print(f"[{i}/{len(checks)}] {name} ...", file=progress, flush=True)
         t0 = time.monotonic()
@@ -256,7 +276,7 @@ def run_checks(smoke, checks, progress=sys.stderr):
     return rows
 
 
-def format_table(rows, skipped=()):
+def format_table(rows: Sequence[Row], skipped: Sequence[tuple[str, str]] = ()) -> str:
     body = [
         (name, status, f"{dt * 1000:.0f} ms",
          detail if len(detail) <= 60 else detail[:57] + "...")
@@ -274,7 +294,9 @@ def format_table(rows, skipped=()):
 _URL_RE = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?/?$")
 
 
-def add_parser(subparsers):
+def add_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "smoke",
         help="smoke-check a running server (health, text, audio, transcription, video)",
@@ -297,7 +319,7 @@ def add_parser(subparsers):
     return p
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     if not _URL_RE.match(args.url):
         print(
             f"smoke: error: --url {args.url!r} is not http(s)://HOST[:PORT]",
