@@ -39,6 +39,8 @@ the checks across the ranks (MTU, ssh from the head, clock skew) and the all-red
 Exit codes: 0 no check failed (warnings allowed); 1 a check failed; 2 usage.
 """
 
+from __future__ import annotations
+
 import argparse
 import concurrent.futures
 import ipaddress
@@ -48,7 +50,9 @@ import resource
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 # The driver the images need: both are built on CUDA 13.0 (cu130); CUDA 13.0's
 # release notes give 580.65.06 as its minimum Linux driver.
@@ -88,43 +92,43 @@ _NOT_FABRIC = (
 )
 
 
-def result(name, status, message, fix=""):
+def result(name: str, status: str, message: str, fix: str = "") -> dict[str, Any]:
     return {"check": name, "status": status, "message": message, "fix": fix}
 
 
-def sys_root():
+def sys_root() -> Path:
     """Where /sys is read from (the tests point it at a made-up tree)."""
     return Path(os.environ.get("SGLANG_MIMO_SYS_ROOT", "/sys"))
 
 
-def _read(path, default=None):
+def _read(path: str | Path, default: str | None = None) -> str | None:
     try:
         return Path(path).read_text().strip()
     except OSError:
         return default
 
 
-def split_list(value):
+def split_list(value: str) -> tuple[bool, list[tuple[str, str | None]]]:
     """NCCL's list syntax (``^`` excludes, ``=`` exact, ``dev:port``): (exclude, [(name, port)])."""
     value = value.strip()
     exclude = value.startswith("^")
     value = value.lstrip("^=")
-    out = []
+    out: list[tuple[str, str | None]] = []
     for item in filter(None, (v.strip() for v in value.split(","))):
         name, _, port = item.partition(":")
         out.append((name, port or None))
     return exclude, out
 
 
-def interfaces(root):
+def interfaces(root: Path) -> list[str]:
     d = root / "class" / "net"
     return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
 
 
-def rdma_devices(root):
+def rdma_devices(root: Path) -> dict[str, list[str]]:
     """{RDMA device: [its network interfaces]} from /sys/class/infiniband (ibdev2netdev)."""
     d = root / "class" / "infiniband"
-    out = {}
+    out: dict[str, list[str]] = {}
     if not d.is_dir():
         return out
     for dev in sorted(d.iterdir()):
@@ -133,14 +137,14 @@ def rdma_devices(root):
     return out
 
 
-def fabric_candidates(root):
+def fabric_candidates(root: Path) -> list[str]:
     names = [n for n in interfaces(root) if not n.startswith(_NOT_FABRIC)]
     rdma_nets = {n for nets in rdma_devices(root).values() for n in nets}
     # Interfaces with an RDMA device first (the ones a recipe's fabric can be).
     return sorted(names, key=lambda n: (n not in rdma_nets, n))
 
 
-def check_nic(nic, root):
+def check_nic(nic: str | None, root: Path) -> dict[str, Any]:
     """Each interface of the list exists and is up; the message carries its MTU."""
     if not nic:
         return result(
@@ -162,7 +166,8 @@ def check_nic(nic, root):
             f"give --nic the fabric interface's name (`ip -br link`; "
             f"`ibdev2netdev` maps RDMA devices to interfaces){_suggest(cands)}",
         )  # fmt: skip
-    mtus, down = {}, []
+    mtus: dict[str, str | None] = {}
+    down: list[str] = []
     for name, _ in names:
         base = root / "class" / "net" / name
         mtus[name] = _read(base / "mtu", "?")
@@ -178,11 +183,11 @@ def check_nic(nic, root):
     return result("nic", PASS, f"{text}, up", "")
 
 
-def _suggest(cands):
+def _suggest(cands: Sequence[str]) -> str:
     return f", e.g. --nic {cands[0]}" if cands else ""
 
 
-def mtu_of(nic, root):
+def mtu_of(nic: str | None, root: Path) -> str | None:
     if not nic:
         return None
     exclude, names = split_list(nic)
@@ -191,7 +196,7 @@ def mtu_of(nic, root):
     return _read(root / "class" / "net" / names[0][0] / "mtu")
 
 
-def check_hca(hca, nic, root):
+def check_hca(hca: str | None, nic: str | None, root: Path) -> dict[str, Any]:
     if not hca:
         return result("hca", SKIP, "no --ib-hca given (NCCL_IB_HCA unset)")
     exclude, devs = split_list(hca)
@@ -220,7 +225,8 @@ def check_hca(hca, nic, root):
             f"RDMA device {', '.join(missing)} does not exist on this node (it has: {pairs})",
             f"give --ib-hca the device of the fabric interface (`ibdev2netdev`){hint}",
         )  # fmt: skip
-    problems, notes = [], []
+    problems: list[str] = []
+    notes: list[str] = []
     nic_names = (
         {n for n, _ in split_list(nic)[1]} if nic and not split_list(nic)[0] else set()
     )
@@ -246,7 +252,7 @@ def check_hca(hca, nic, root):
     return result("hca", PASS, ", ".join(notes), "")
 
 
-def _hca_for_nic(nic, have):
+def _hca_for_nic(nic: str | None, have: Mapping[str, list[str]]) -> str | None:
     if not nic:
         return None
     names = {n for n, _ in split_list(nic)[1]}
@@ -256,14 +262,14 @@ def _hca_for_nic(nic, have):
     return None
 
 
-def addresses():
+def addresses() -> dict[str, list[str]] | None:
     """{interface: [addresses]} from ``ip -j addr`` (iproute2)."""
     if not shutil.which("ip"):
         return None
     out = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True)
     if out.returncode:
         return None
-    found = {}
+    found: dict[str, list[str]] = {}
     for link in json.loads(out.stdout or "[]"):
         found[link["ifname"]] = [
             a["local"] for a in link.get("addr_info", []) if a.get("scope") != "link"
@@ -271,7 +277,7 @@ def addresses():
     return found
 
 
-def check_addr(rank_addr, nic):
+def check_addr(rank_addr: str | None, nic: str | None) -> dict[str, Any]:
     if not rank_addr:
         return result("addr", SKIP, "no --rank-addr given")
     found = addresses()
@@ -300,7 +306,7 @@ def check_addr(rank_addr, nic):
     return result("addr", PASS, f"{rank_addr} is on {', '.join(where)}")
 
 
-def tree_bytes(path):
+def tree_bytes(path: str | Path) -> int:
     """Total size of the regular files under ``path`` (not following links)."""
     total = 0
     for dirpath, _, files in os.walk(path):
@@ -311,11 +317,11 @@ def tree_bytes(path):
     return total
 
 
-def _gib(n):
+def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
-def check_disk(model_path, model_bytes):
+def check_disk(model_path: str | None, model_bytes: int | None) -> dict[str, Any]:
     if not model_path:
         return result("disk", SKIP, "no --model-path given")
     if not model_path.startswith(("/", "~", ".")):
@@ -355,7 +361,7 @@ def check_disk(model_path, model_bytes):
     )  # fmt: skip
 
 
-def _gid(text):
+def _gid(text: str | None) -> ipaddress.IPv6Address | None:
     """A GID as the kernel writes it (0000:...:ffff:c000:020a), as an IPv6Address."""
     try:
         return ipaddress.IPv6Address(text)
@@ -363,23 +369,25 @@ def _gid(text):
         return None
 
 
-def _gid_text(gid):
+def _gid_text(gid: ipaddress.IPv6Address) -> str:
     v4 = gid.ipv4_mapped
     return f"::ffff:{v4}" if v4 else gid.compressed
 
 
-def _roce_version(typ):
+def _roce_version(typ: str | None) -> str:
     return "v2" if typ and "v2" in typ else ("v1" if typ else "?")
 
 
-def gid_table(root, dev, port):
+def gid_table(
+    root: Path, dev: str, port: str
+) -> list[tuple[int, ipaddress.IPv6Address, str | None]] | None:
     """[(index, IPv6Address, "RoCE v2"/"IB/RoCE v1")] of a port's non-zero GIDs, or None
     when the port has no GID table."""
     base = root / "class" / "infiniband" / dev / "ports" / port
     d = base / "gids"
     if not d.is_dir():
         return None
-    out = []
+    out: list[tuple[int, ipaddress.IPv6Address, str | None]] = []
     for p in sorted(
         (p for p in d.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
     ):
@@ -390,7 +398,9 @@ def gid_table(root, dev, port):
     return out
 
 
-def check_gid(hca, gid_index, rank_addr, root):
+def check_gid(
+    hca: str | None, gid_index: str | int | None, rank_addr: str | None, root: Path
+) -> dict[str, Any]:
     """The RoCE GID NCCL will use: RoCE v2 and the rank's IPv4 address."""
     if not hca:
         return result("gid", SKIP, "no --ib-hca given (NCCL_IB_HCA unset)")
@@ -399,7 +409,7 @@ def check_gid(hca, gid_index, rank_addr, root):
         return result(
             "gid", SKIP, f"--ib-hca {hca} excludes devices; nothing to look up"
         )
-    want = None
+    want: ipaddress.IPv6Address | None = None
     if rank_addr:
         try:
             want = ipaddress.IPv6Address(f"::ffff:{ipaddress.IPv4Address(rank_addr)}")
@@ -411,7 +421,10 @@ def check_gid(hca, gid_index, rank_addr, root):
             "NCCL_IB_GID_INDEX takes the index of a GID (`show_gids`), e.g. 3",
         )  # fmt: skip
     index = int(gid_index) if gid_index not in (None, "") else None
-    problems, notes, suggest, skipped = [], [], set(), []
+    problems: list[str] = []
+    notes: list[str] = []
+    suggest: set[int] = set()
+    skipped: list[str] = []
     for dev, port in devs:
         port = port or "1"
         base = root / "class" / "infiniband" / dev
@@ -426,7 +439,7 @@ def check_gid(hca, gid_index, rank_addr, root):
             continue
         whose = f"{rank_addr}'s" if want else "an IPv4"
 
-        def fits(g):
+        def fits(g: ipaddress.IPv6Address) -> bool:
             return g == want if want else g.ipv4_mapped is not None
 
         good = [i for i, g, t in table if _roce_version(t) == "v2" and fits(g)]
@@ -484,7 +497,7 @@ def check_gid(hca, gid_index, rank_addr, root):
     return result("gid", PASS, "; ".join(notes + skipped))
 
 
-def _parse_bytes(text):
+def _parse_bytes(text: object) -> int | None:
     """docker's sizes (32g, 512m, 1024k, 64b, a plain byte count); None if not one."""
     text = str(text).strip().lower()
     units = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -497,7 +510,7 @@ def _parse_bytes(text):
         return None
 
 
-def _size(n):
+def _size(n: int) -> str:
     for unit, div in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= div:
             return f"{n / div:.{0 if n % div == 0 else 1}f} {unit}"
@@ -510,7 +523,7 @@ MEMLOCK_FIX = (
 )
 
 
-def check_memlock(hca, limit=None):
+def check_memlock(hca: str | None, limit: str | None = None) -> dict[str, Any]:
     """The locked-memory limit the rank runs under (RDMA registers its buffers)."""
     if not hca:
         return result("memlock", SKIP, "no --ib-hca given (no RDMA)")
@@ -540,12 +553,12 @@ def check_memlock(hca, limit=None):
                   MEMLOCK_FIX)  # fmt: skip
 
 
-def shm_dir():
+def shm_dir() -> str:
     """The shared-memory mount (the tests point it at a tmpfs of their own)."""
     return os.environ.get("SGLANG_MIMO_SHM_DIR", "/dev/shm")
 
 
-def check_shm(shm_size=None, path=None):
+def check_shm(shm_size: str | None = None, path: str | None = None) -> dict[str, Any]:
     """/dev/shm's size and free space: at least SHM_MIN (NCCL's and SGLang's shared
     memory; Docker's own 64 MiB is the usual failure), and the recipe's --shm-size. The
     rendered lines use --ipc=host, so the container's /dev/shm is the host's."""
@@ -575,7 +588,9 @@ def check_shm(shm_size=None, path=None):
     return result("shm", PASS, f"{have}{what}")
 
 
-def check_peers(peers, ssh_options=(), timeout=5):
+def check_peers(
+    peers: str | None, ssh_options: Sequence[str] = (), timeout: int = 5
+) -> dict[str, Any]:
     """ssh from this node to each peer, as ``cluster`` does (key login, no prompt)."""
     hosts = [h.strip() for h in (peers or "").split(",") if h.strip()]
     if not hosts:
@@ -583,7 +598,7 @@ def check_peers(peers, ssh_options=(), timeout=5):
     if not shutil.which("ssh"):
         return result("peers", FAIL, "no ssh client here", "install openssh-client")
 
-    def probe(host):
+    def probe(host: str) -> str | None:
         argv = ["ssh", *ssh_options, "-o", "BatchMode=yes", "-o",
                 f"ConnectTimeout={timeout}", host, "true"]  # fmt: skip
         try:
@@ -607,15 +622,15 @@ def check_peers(peers, ssh_options=(), timeout=5):
     return result("peers", PASS, f"ssh reaches {', '.join(hosts)}")
 
 
-def parse_version(text):
-    parts = []
+def parse_version(text: str) -> tuple[int, ...]:
+    parts: list[int] = []
     for p in text.strip().split("."):
         digits = "".join(c for c in p if c.isdigit())
         parts.append(int(digits or 0))
     return tuple(parts)
 
 
-def query_gpus():
+def query_gpus() -> tuple[list[list[str]] | None, str | None]:
     """(rows, error): per GPU [driver_version, name, memory.total MiB, compute_cap]."""
     smi = shutil.which("nvidia-smi")
     if not smi:
@@ -635,11 +650,13 @@ def query_gpus():
     return [([c.strip() for c in r.split(",")] + ["", "", ""])[:4] for r in lines], None
 
 
-def _memory(mib):
+def _memory(mib: str) -> str:
     return f"{int(mib) / 1024:.0f} GiB" if mib.isdigit() else mib
 
 
-def check_driver(gpus=None):
+def check_driver(
+    gpus: tuple[list[list[str]] | None, str | None] | None = None,
+) -> dict[str, Any]:
     rows, err = gpus if gpus is not None else query_gpus()
     if err and err.startswith("no NVIDIA driver"):
         return result(
@@ -653,6 +670,7 @@ def check_driver(gpus=None):
             "the driver is not loaded or does not match the kernel module: reboot, or "
             "reinstall the driver",
         )  # fmt: skip
+    assert rows is not None  # query_gpus gives the rows or an error
     version, name, memory, _ = rows[0]
     what = f"{len(rows)} x {name}" + (f" ({_memory(memory)})" if memory else "")
     if parse_version(version) < MIN_DRIVER:
@@ -665,7 +683,12 @@ def check_driver(gpus=None):
     return result("driver", PASS, f"driver {version} runs CUDA {CUDA_MAJOR} ({what})")
 
 
-def check_gpu(arch=None, count=None, memory_gib=None, gpus=None):
+def check_gpu(
+    arch: str | None = None,
+    count: int | None = None,
+    memory_gib: float | None = None,
+    gpus: tuple[list[list[str]] | None, str | None] | None = None,
+) -> dict[str, Any]:
     """The GPUs match the image's arch (compute capability), the recipe's GPUs per node
     and its memory per GPU."""
     if not (arch or count or memory_gib):
@@ -675,7 +698,9 @@ def check_gpu(arch=None, count=None, memory_gib=None, gpus=None):
     rows, err = gpus if gpus is not None else query_gpus()
     if err:
         return result("gpu", SKIP, f"no GPU information ({err})")
-    problems, fixes = [], []
+    assert rows is not None  # query_gpus gives the rows or an error
+    problems: list[str] = []
+    fixes: list[str] = []
     caps = sorted({r[3] for r in rows})
     if arch and caps != [arch]:
         problems.append(
@@ -702,11 +727,13 @@ def check_gpu(arch=None, count=None, memory_gib=None, gpus=None):
     )
 
 
-def run_checks(values, skip=()):
+def run_checks(
+    values: Mapping[str, Any], skip: Sequence[str] | set[str] = ()
+) -> list[dict[str, Any]]:
     root = sys_root()
     nic = values.get("nic")
     gpus = query_gpus() if not {"driver", "gpu"} <= set(skip) else (None, "skipped")
-    out = []
+    out: list[dict[str, Any]] = []
     for name in CHECKS:
         if name in skip:
             out.append(result(name, SKIP, "skipped (--skip)"))
@@ -741,7 +768,7 @@ def run_checks(values, skip=()):
     return out
 
 
-def format_result(r, prefix=""):
+def format_result(r: Mapping[str, Any], prefix: str = "") -> str:
     line = f"{prefix}{r['status'].upper():4}  {r['check']:9} {r['message']}"
     if r.get("fix") and r["status"] in (FAIL, WARN):
         line += f"\n{' ' * len(prefix)}      {'':9} fix: {r['fix']}"
@@ -757,7 +784,7 @@ ENV = {
 }
 
 
-def _options(p):
+def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--nic", help="network interface(s) of the fabric ($SGLANG_MIMO_NIC)"
     )
@@ -797,7 +824,9 @@ def _options(p):
     p.add_argument("--json", action="store_true", help="one JSON array of results")
 
 
-def add_parser(subparsers):
+def add_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "doctor",
         help="preflight checks of this node (cluster doctor runs them on every rank)",
@@ -809,7 +838,7 @@ def add_parser(subparsers):
     return p
 
 
-def run(args, environ=None):
+def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     values = {k: getattr(args, k) or environ.get(env) for k, env in ENV.items()}
     values["model_bytes"] = args.model_bytes
@@ -830,7 +859,7 @@ def run(args, environ=None):
     return 1 if any(r["status"] == FAIL for r in results) else 0
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="doctor", description=__doc__.split("\n\n")[0])
     _options(p)
     return run(p.parse_args(argv))
