@@ -6,10 +6,11 @@ unpatched and a patched SGLang tree, but on a machine without a GPU its CUDA tes
 skip. This tool runs exactly those tests on a GPU machine that has torch but cannot
 install anything (no network), in two steps:
 
-``prepare`` (here, with network; needs pytest importable, e.g. ``.venv/bin/python``)
-    builds the two trees as the harness's ``trees`` fixture does (tests/conftest.py:
-    the pinned wheel, unpacked with everything, hard-linked into ``unpatched`` and
-    ``patched``, the patched one put through the apply engine) from the pinned
+``prepare`` (here, with network)
+    builds the two trees as the harness's ``trees`` fixture does
+    (``sglang_mimo.bothways.build_trees``: the pinned wheel, unpacked with
+    everything, hard-linked into ``unpatched`` and ``patched``, the patched one put
+    through the apply engine) from the pinned
     wheel of the GPU machine's Python (``--wheel``, default x86_64-cp312; its compiled
     Rust extensions, loaded only on demand, left out to fit the carry); copies
     tests/regression/; downloads the wheels of the packages the GPU machine lacks
@@ -22,17 +23,19 @@ install anything (no network), in two steps:
     unpacks the site into /tmp/site and the trees under --work, then runs
     ``pytest -m cuda`` over the copied regression folder once per tree, with
     SGLANG_MIMO_TREE / PYTHONPATH / SGLANG_MIMO_REPORT set as the harness sets them,
-    and judges the reports the harness's way: on the patched tree every test passes;
-    on the unpatched tree each ``fixes(PATCH)`` test fails (with its ``unpatched=``
-    message, when it names one) and each unmarked test passes. A CUDA test that skips
-    there, or fails by a ModuleNotFoundError, did not run, and counts as wrong. Writes report-TREE.json, pytest-TREE.log
-    and summary.json into --out; exit 0 only when the verdict is right.
+    and judges the reports with the harness's own rule (``sglang_mimo.bothways``,
+    ``gpu=True``): on the patched tree every test passes; on the unpatched tree each
+    test that proves a patch fails (with its message, when one is named) and every
+    other test passes. A CUDA test that skips there, or fails by a
+    ModuleNotFoundError, did not run, and counts as wrong. Writes report-TREE.json,
+    pytest-TREE.log and summary.json into --out; exit 0 only when the verdict is
+    right.
 
 ``judge DIR`` judges an earlier run's report-TREE.json files again (here).
 
 Files are discovered by pytest (``-m cuda`` over the folder), never named here; the
 files under registered/ prove the patch whose ``Regression-Test`` trailer names them,
-read by the harness's own ``registered_files`` at ``prepare``.
+read by ``sglang_mimo.bothways.registered_files`` at ``prepare`` (into the manifest).
 
     .venv/bin/python scripts/device_cuda_tests.py prepare
     # copy the checkout with .device/carry/ to the GPU machine; there:
@@ -51,12 +54,17 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from sglang_mimo import bothways  # noqa: E402  (standard library only)
+
 DEVICE = REPO / ".device"  # ignored by git (.gitignore)
 CARRY = DEVICE / "carry"  # the one folder copied to the GPU machine
 CACHE = DEVICE / "cache"  # downloads and staging; never carried
-TREES = ("unpatched", "patched")
+TREES = bothways.TREES
 # The GPU machine's interpreter (Python 3.12 on x86-64).
 DEVICE_WHEEL = "x86_64-cp312"
 # What the import closure of tests/regression/ needs (collected, plus the modules the
@@ -131,37 +139,20 @@ def say(msg):
     print(f"[device-cuda-tests] {msg}", flush=True)
 
 
-def harness(name="conftest"):
-    """tests/NAME.py as a module: the harness's own tree builders (conftest) and its
-    map of registered files to patches (test_both_ways)."""
-    import importlib.util
-
-    if str(REPO / "scripts") not in sys.path:
-        sys.path.insert(0, str(REPO / "scripts"))
-    spec = importlib.util.spec_from_file_location(
-        f"sglang_mimo_tests_{name}", REPO / "tests" / f"{name}.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # needs pytest importable (its fixtures)
-    return mod
-
-
 # --- prepare (here) -----------------------------------------------------------------
 
 
-def build_trees(key, dest):
+def build_trees(key: str, dest: Path) -> dict[str, Path]:
     """{"unpatched": Path, "patched": Path} under dest, as the ``trees`` fixture builds
-    them (tests/conftest.py), from the pinned wheel ``key``."""
-    h = harness()
+    them (``bothways.build_trees``), from the pinned wheel ``key``."""
     from sglang_mimo import paths, wheels
 
     wheel = wheels.fetch_pinned(paths.load_pin(), paths.BUILD, key)
     say(f"pinned wheel {wheel}")
     shutil.rmtree(dest, ignore_errors=True)
-    pristine = h.unpack_wheel(wheel, dest / "pristine")
-    unpatched = h.linked_copy(pristine, dest / "trees" / "unpatched")
-    patched = h.linked_copy(pristine, dest / "trees" / "patched", set(h.series_paths()))
-    out = h.apply_series(patched)
+    pristine = wheels.unpack_wheel(wheel, dest / "pristine", skip_suffixes=())
+    built, out = bothways.build_trees(pristine, dest / "trees")
+    unpatched, patched = built["unpatched"], built["patched"]
     say(f"apply engine: {out.summary} ({len(out.states)} patches)")
     shutil.rmtree(pristine)  # the trees keep their links
     # Trimmed to fit the carry: the wheel's compiled Rust extensions (44 MiB;
@@ -270,7 +261,6 @@ def prepare(args):
     )
     from sglang_mimo import series
 
-    both_ways = harness("test_both_ways")
     (CARRY / "manifest.json").write_text(
         json.dumps(
             {
@@ -279,8 +269,8 @@ def prepare(args):
                 "series": series.read_series(),
                 # the harness's own reading of the Regression-Test trailers: every
                 # test of a registered file proves the patch that names it
-                "registered": both_ways.REGISTERED,
-                "unpatched_messages": both_ways.UNPATCHED_MESSAGES,
+                "registered": bothways.registered_files(),
+                "unpatched_messages": bothways.UNPATCHED_MESSAGES,
                 "wheels": wheels,
                 "git_head": subprocess.run(
                     ["git", "-C", REPO, "rev-parse", "HEAD"],
@@ -372,41 +362,26 @@ def sh(cmd):
         return f"({e})"
 
 
-def with_registered(results, manifest):
-    """As tests/test_both_ways.py run_files: each test of a registered file proves
-    the patch whose Regression-Test trailer names the file."""
-    registered = manifest.get("registered", {})
-    messages = manifest.get("unpatched_messages", {})
-    for nodeid, r in results.items():
-        name = nodeid.split("::", 1)[0].split("tests/", 1)[-1]
-        if name in registered:
-            r["marked"], r["fixes"] = r["fixes"], registered[name]
-            r["unpatched"] = messages.get(nodeid)
-    return results
+def with_registered(
+    results: dict[str, bothways.Result], manifest: dict[str, Any]
+) -> dict[str, bothways.Result]:
+    """The report's results in node id order, each test of a registered file proving
+    the patch whose Regression-Test trailer names the file (``bothways.attribute``,
+    with the manifest's reading of the trailers)."""
+    return bothways.attribute(
+        dict(sorted(results.items())),
+        manifest.get("registered", {}),
+        manifest.get("unpatched_messages", {}),
+    )
 
 
-def judge(tree, results):
-    """The harness's rule (tests/test_both_ways.py) for one tree's report, plus: a
-    CUDA test that skips on a GPU machine did not run, and one that fails for a
-    package the machine lacks proves nothing: both are wrong here."""
-    wrong = []
-    for nodeid, r in sorted(results.items()):
-        if r["outcome"] == "skipped":
-            wrong.append(f"{nodeid}: skipped on the GPU machine")
-            continue
-        said = r["message"]
-        said = "\n".join(said) if isinstance(said, list) else said
-        if r["outcome"] == "failed" and said.startswith("ModuleNotFoundError"):
-            # the machine lacks a package: proves nothing about the patch, either way
-            wrong.append(f"{nodeid}: could not run there ({said.splitlines()[0]})")
-            continue
-        expect = "failed" if (tree == "unpatched" and r["fixes"]) else "passed"
-        if r["outcome"] != expect:
-            wrong.append(f"{nodeid}: {r['outcome']}, expected {expect} ({tree})")
-        elif expect == "failed" and r.get("unpatched"):
-            if r["unpatched"] not in said:
-                wrong.append(f"{nodeid}: failed unpatched, not with {r['unpatched']!r}")
-    return wrong
+def judge(
+    tree: str, results: dict[str, bothways.Result], manifest: dict[str, Any]
+) -> list[str]:
+    """The harness's rule (``bothways.judge``) on a GPU machine: a CUDA test that
+    skips there did not run, and one that fails for a package the machine lacks
+    proves nothing: both are wrong here."""
+    return bothways.judge(tree, results, manifest.get("registered", {}), gpu=True)
 
 
 def run(args):
@@ -485,7 +460,7 @@ def run(args):
             json.loads(report.read_text())["results"] if report.exists() else {},
             manifest,
         )
-        wrong = judge(tree, results) if results else ["no report / no tests"]
+        wrong = judge(tree, results, manifest) if results else ["no report / no tests"]
         verdict[tree] = wrong
         summary["trees"][tree] = {
             "exit": proc.returncode,
@@ -523,7 +498,7 @@ def rejudge(args):
             json.loads((Path(args.dir) / f"report-{tree}.json").read_text())["results"],
             manifest,
         )
-        wrong = judge(tree, results)
+        wrong = judge(tree, results, manifest)
         ok &= not wrong
         say(f"== {tree} tree")
         for nodeid, r in sorted(results.items()):

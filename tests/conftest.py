@@ -25,7 +25,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from sglang_mimo import diffs, engine, paths, series, wheels  # noqa: E402
+from sglang_mimo import bothways, engine, paths, wheels  # noqa: E402
+from sglang_mimo.bothways import series_paths  # noqa: E402,F401  (tests import it)
 
 APPLY = paths.APPLY_SCRIPT
 
@@ -64,18 +65,6 @@ def apply_series(tree, **options):
 def unpack_wheel(wheel, dest):
     """Unpack a wheel into ``dest`` (site-packages layout, dist-info included)."""
     return wheels.unpack_wheel(wheel, dest, skip_suffixes=())
-
-
-def series_paths(series_file=paths.SERIES):
-    """Every path (site-packages layout) a patch of the series touches."""
-    folder = Path(series_file).parent
-    return sorted(
-        {
-            f.removeprefix("python/")
-            for name in series.read_series(series_file)
-            for f in diffs.touched(folder / name)
-        }
-    )
 
 
 def small_unpack(wheel, dest):
@@ -173,23 +162,6 @@ def series_trees(series_pristine, tmp_path_factory):
     return {"unpatched": unpatched, "patched": patched}
 
 
-def linked_copy(src, dest, private=()):
-    """A copy of ``src`` made of hard links, except the paths in ``private`` (copied).
-
-    Only for trees nobody writes to in place but the apply engine, whose files
-    (``private``) get their own inodes; everything else shares the source's.
-    """
-    src = Path(src)
-
-    def copy(s, d):
-        if Path(s).relative_to(src).as_posix() in private:
-            return shutil.copy2(s, d)
-        os.link(s, d)
-        return d
-
-    return shutil.copytree(src, dest, symlinks=True, copy_function=copy)
-
-
 @pytest.fixture(scope="session")
 def trees(pristine_tree, tmp_path_factory):
     """{"unpatched": Path, "patched": Path}: the two trees the regression tests run on.
@@ -197,11 +169,8 @@ def trees(pristine_tree, tmp_path_factory):
     Both are read-only by contract; they share the pristine tree's files through
     hard links, except the files the series changes, which the patched one owns.
     """
-    base = tmp_path_factory.mktemp("trees")
-    unpatched = linked_copy(pristine_tree, base / "unpatched")
-    patched = linked_copy(pristine_tree, base / "patched", set(series_paths()))
-    apply_series(patched)
-    return {"unpatched": unpatched, "patched": patched}
+    built, _ = bothways.build_trees(pristine_tree, tmp_path_factory.mktemp("trees"))
+    return built
 
 
 def project_files():

@@ -13,7 +13,7 @@ On the patched tree every test must pass. On the unpatched tree:
 - ``tests/regression/registered/...``: each file is one patch's regression test, in the
   layout and with the registration it has upstream (``test/registered/...``), named by
   that patch's ``Regression-Test`` header trailer. Every test in it must fail (with the
-  message ``UNPATCHED_MESSAGES`` names for it, when it names one); nothing in the file
+  message ``bothways.UNPATCHED_MESSAGES`` names for it, when it names one); nothing in the file
   says which patch it proves, so it goes upstream as it is;
 - ``tests/regression/invariants/``: behaviour the series must not change; every test
   passes on both trees. These stay here;
@@ -24,6 +24,9 @@ On the patched tree every test must pass. On the unpatched tree:
 Every patch in the series must be proven by at least one test that fails unpatched and
 passes patched, and through the engine unless ``BELOW_ENGINE_ONLY`` says why it cannot
 be driven there.
+
+The rule itself (which patch a test proves, what each outcome must be) is
+``sglang_mimo.bothways``, which scripts/device_cuda_tests.py applies on a GPU machine.
 """
 
 import fcntl
@@ -35,7 +38,7 @@ from pathlib import Path
 
 import pytest
 
-from sglang_mimo import series
+from sglang_mimo import bothways, series
 
 TESTS = Path(__file__).parent
 REGRESSION = TESTS / "regression"
@@ -46,7 +49,7 @@ REGRESSION_FILES = sorted(
 )
 ENGINE_FILES = sorted(f"engine/{p.name}" for p in ENGINE.glob("test_*.py"))
 FILES = REGRESSION_FILES + ENGINE_FILES
-TREES = ("unpatched", "patched")
+TREES = bothways.TREES
 # Patches whose user-visible failure the CPU engine cannot reach, and why.
 BELOW_ENGINE_ONLY = {
     "0001-video-decoder-best-effort-pin-memory.patch": (
@@ -84,24 +87,9 @@ BELOW_ENGINE_ONLY = {
         "and tests/test_images.py runs them in the arm64 image under QEMU"
     ),
 }
-# What a registered test's failure on the unpatched tree must say (nodeid: text); the
-# registered files themselves carry nothing upstream would not take.
-UNPATCHED_MESSAGES = {}
 _outcomes = {}
 _runs = {}
-
-
-def registered_files():
-    """{"regression/registered/...py": patch name} from the Regression-Test trailers."""
-    out = {}
-    for patch in series.load_series():
-        for upstream in patch.regression_tests:
-            local = series.regression_test_file(upstream)
-            out[f"regression/{local.relative_to(REGRESSION).as_posix()}"] = patch.name
-    return out
-
-
-REGISTERED = registered_files()
+REGISTERED = bothways.registered_files()
 
 
 def print_progress(line):
@@ -150,12 +138,9 @@ def run_files(names, tree_dir, tmp_path, echo=None):
         )
     data = json.loads(report.read_text()) if report.exists() else {}
     by_file = {}
-    for nodeid, r in data.get("results", {}).items():
-        name = nodeid.split("::", 1)[0].split("tests/", 1)[-1]
-        if name in REGISTERED:  # every test of the file proves the patch naming it
-            r["marked"], r["fixes"] = r["fixes"], REGISTERED[name]
-            r["unpatched"] = UNPATCHED_MESSAGES.get(nodeid)
-        by_file.setdefault(name, {})[nodeid] = r
+    # every test of a registered file proves the patch naming it
+    for nodeid, r in bothways.attribute(data.get("results", {}), REGISTERED).items():
+        by_file.setdefault(bothways.file_of(nodeid), {})[nodeid] = r
     return proc, by_file
 
 
@@ -236,32 +221,7 @@ def test_regression_file(name, tree, trees, tmp_path_factory, capsys):
     results = by_file.get(name)
     assert results, f"{name} collected no tests on the {tree} tree\n{log}"
     _outcomes[(name, tree)] = results
-    wrong = []
-    if name.startswith("regression/registered/") and name not in REGISTERED:
-        wrong.append(f"{name}: no patch names it in a Regression-Test trailer")
-    for nodeid, r in results.items():
-        if r.get("marked"):
-            wrong.append(f"{nodeid}: fixes() marker in a registered (upstream) file")
-        if name.startswith("regression/invariants/") and r["fixes"]:
-            wrong.append(f"{nodeid}: fixes() marker in an invariant file")
-        if r["outcome"] == "skipped" and not r["cuda"]:
-            wrong.append(f"{nodeid}: skipped (only CUDA tests may skip)")
-            continue
-        if r["outcome"] == "skipped":
-            continue
-        expect = "failed" if (tree == "unpatched" and r["fixes"]) else "passed"
-        if r["outcome"] != expect:
-            wrong.append(
-                f"{nodeid}: {r['outcome']}, expected {expect} on the {tree} tree"
-            )
-        elif expect == "failed" and r.get("unpatched"):
-            said = r["message"]
-            said = "\n".join(said) if isinstance(said, list) else said
-            if r["unpatched"] not in said:
-                wrong.append(
-                    f"{nodeid}: failed on the unpatched tree, but not with "
-                    f"{r['unpatched']!r}: {said[:300]}"
-                )
+    wrong = bothways.judge(tree, results, REGISTERED)
     assert not wrong, "\n".join(wrong) + "\n" + log
     known = set(series.read_series())
     unknown = {r["fixes"] for r in results.values() if r["fixes"]} - known
@@ -281,10 +241,8 @@ def _proven(trees, tmp_path_factory, files):
                         _outcomes[(name, tree)] = run[1].get(name, {})
     for name in files:
         before, after = _outcomes[(name, "unpatched")], _outcomes[(name, "patched")]
-        for nodeid, r in after.items():
-            if r["fixes"] and r["outcome"] == "passed":
-                if before.get(nodeid, {}).get("outcome") == "failed":
-                    proven.setdefault(r["fixes"], []).append(nodeid)
+        for patch, nodeids in bothways.proven(before, after).items():
+            proven.setdefault(patch, []).extend(nodeids)
     return proven
 
 
