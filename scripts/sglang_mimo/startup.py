@@ -37,11 +37,15 @@ import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from sglang_mimo import argcheck
 from sglang_mimo.sizing import config_dir
+
+if TYPE_CHECKING:
+    from sglang_mimo.rank import RankLaunch
+    from sglang_mimo.recipes import Recipe
 
 # Compute capability of each image target's GPU (docker/docker-bake.hcl targets).
 TARGET_CAPABILITY = {"sm90": (9, 0), "sm121a": (12, 1)}
@@ -63,7 +67,7 @@ class Verdict:
     node_rank: int
     ok: bool
     message: str = ""
-    resolved: dict = field(default_factory=dict)
+    resolved: dict[str, Any] = field(default_factory=dict)
 
 
 class GpuStandIn:
@@ -73,7 +77,9 @@ class GpuStandIn:
     that cached the CPU answers at import time are cleared on entry and on exit.
     """
 
-    def __init__(self, name, count, capability, memory_gib):
+    def __init__(
+        self, name: str, count: int, capability: tuple[int, int], memory_gib: float
+    ) -> None:
         self.props = types.SimpleNamespace(
             name=name,
             total_memory=int(memory_gib * 2**30),
@@ -82,10 +88,10 @@ class GpuStandIn:
             multi_processor_count=0,
         )
         self.count = count
-        self._stack = None
+        self._stack: contextlib.ExitStack | None = None
 
     @classmethod
-    def for_recipe(cls, recipe):
+    def for_recipe(cls, recipe: Recipe) -> GpuStandIn:
         hw = recipe.hardware
         return cls(
             hw.gpu,
@@ -94,7 +100,7 @@ class GpuStandIn:
             hw.gpu_memory_gib,
         )
 
-    def __enter__(self):
+    def __enter__(self) -> GpuStandIn:
         import torch
 
         p = self.props
@@ -114,12 +120,13 @@ class GpuStandIn:
         _clear_sglang_probe_caches()
         return self
 
-    def __exit__(self, *exc):
-        self._stack.close()
+    def __exit__(self, *exc: object) -> None:
+        if self._stack is not None:
+            self._stack.close()
         _clear_sglang_probe_caches()
 
 
-def _clear_sglang_probe_caches():
+def _clear_sglang_probe_caches() -> None:
     for name, module in list(sys.modules.items()):
         if module is None or not name.startswith("sglang."):
             continue
@@ -150,7 +157,7 @@ def _sglang() -> tuple[Callable[[Sequence[object]], Any], Callable[[Any], Any]]:
     return argcheck.prepare, resolve_auto_parsers
 
 
-def argv_with_model(argv, model_dir):
+def argv_with_model(argv: Sequence[str], model_dir: str | Path) -> list[str]:
     """The rank's argv with ``--model-path`` pointed at ``model_dir``."""
     out = list(argv)
     for i, tok in enumerate(out[:-1]):
@@ -196,7 +203,9 @@ def check_argv(
     return verdict
 
 
-def check_rank(recipe, launch, model_dir=None):
+def check_rank(
+    recipe: Recipe, launch: RankLaunch, model_dir: str | Path | None = None
+) -> Verdict:
     """SGLang's verdict on one rendered rank (``recipes.RankLaunch``) of ``recipe``."""
     model_dir = Path(model_dir or config_dir(recipe.model.id))
     return check_argv(
