@@ -43,6 +43,8 @@ the docker runner; nothing of this project.
 Exit codes: 0 ok; 1 a rank or a check failed; 2 bad input; 3 a recipe fails validation.
 """
 
+from __future__ import annotations
+
 import argparse
 import concurrent.futures
 import json
@@ -53,7 +55,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import IO, Any, TypeVar
 
 from sglang_mimo import rank as K
 from sglang_mimo import recipes as R
@@ -71,13 +75,14 @@ INVENTORY_KEYS = {
     "runner", "image", "python", "log_dir", "ssh_options", "env", "restart",
 }  # fmt: skip
 _print_lock = threading.Lock()
+_T = TypeVar("_T")
 
 
 class ClusterError(Exception):
     """Bad input: the message says what and how to fix it."""
 
 
-def say(*parts, file=None):
+def say(*parts: object, file: IO[str] | None = None) -> None:
     with _print_lock:
         print(*parts, file=file or sys.stdout, flush=True)
 
@@ -88,9 +93,12 @@ def say(*parts, file=None):
 class Cluster:
     """The recipe, the hosts in rank order, and each rank's rendered launch."""
 
-    def __init__(self, recipe, hosts, rank_addrs, head_addr, given, runner="docker",
-                 image=None, python="python3", log_dir=LOG_DIR, ssh_options=(),
-                 env=None, restart="no", environ=None):  # fmt: skip
+    def __init__(self, recipe: R.Recipe, hosts: list[str], rank_addrs: list[str] | None,
+                 head_addr: str | None, given: Mapping[str, str | None],
+                 runner: str = "docker", image: str | None = None, python: str = "python3",
+                 log_dir: str = LOG_DIR, ssh_options: Iterable[str] = (),
+                 env: Mapping[str, str] | None = None, restart: str = "no",
+                 environ: Mapping[str, str] | None = None) -> None:  # fmt: skip
         self.recipe = recipe
         self.name = recipe.name
         self.n = recipe.hardware.nodes
@@ -106,12 +114,12 @@ class Cluster:
         self.env = dict(env or {})
         self.restart = restart
         self.environ = os.environ if environ is None else environ
-        self._launches = None
+        self._launches: list[K.RankLaunch] | None = None
 
-    def rank_name(self, r):
+    def rank_name(self, r: int) -> str:
         return f"{self.name}-rank{r}"
 
-    def launches(self):
+    def launches(self) -> list[K.RankLaunch]:
         if self._launches is None:
             out = []
             for r in range(self.n):
@@ -127,12 +135,12 @@ class Cluster:
             self._launches = out
         return self._launches
 
-    def model_path(self):
+    def model_path(self) -> str | None:
         return K.argv_value(self.launches()[0].argv, "--model-path")
 
     # ------------------------------------------------------------------ transport
 
-    def argv(self, r, script, connect_timeout=10):
+    def argv(self, r: int, script: str, connect_timeout: int = 10) -> list[str]:
         """argv running a shell script on rank r's host (ssh, or sh here for "local")."""
         host = self.hosts[r]
         if host == "local":
@@ -141,7 +149,15 @@ class Cluster:
         return ["ssh", *self.ssh_options, "-o", "BatchMode=yes",
                 "-o", f"ConnectTimeout={connect_timeout}", host, script]  # fmt: skip
 
-    def sh(self, r, script, timeout=120, stdin=None, input=None, connect_timeout=10):
+    def sh(
+        self,
+        r: int,
+        script: str,
+        timeout: float = 120,
+        stdin: int | IO[Any] | None = None,
+        input: str | None = None,
+        connect_timeout: int = 10,
+    ) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(
                 self.argv(r, script, connect_timeout), capture_output=True, text=True,
@@ -149,18 +165,24 @@ class Cluster:
                 stdin=stdin, input=input,
             )  # fmt: skip
         except subprocess.TimeoutExpired as e:
-            return subprocess.CompletedProcess(e.cmd, 124, e.stdout or "", "timed out")
+            # What the command wrote before the timeout comes as bytes, text=True or not.
+            out = e.stdout or ""
+            if isinstance(out, bytes):
+                out = out.decode(errors="replace")
+            return subprocess.CompletedProcess(e.cmd, 124, out, "timed out")
 
-    def each(self, fn, ranks=None):
+    def each(
+        self, fn: Callable[[int], _T], ranks: Iterable[int] | None = None
+    ) -> list[_T]:
         ranks = list(range(self.n)) if ranks is None else list(ranks)
         with concurrent.futures.ThreadPoolExecutor(max(len(ranks), 1)) as pool:
             return list(pool.map(fn, ranks))
 
-    def where(self, r):
+    def where(self, r: int) -> str:
         return f"rank {r} ({self.hosts[r]})"
 
 
-def ssh_failed(proc):
+def ssh_failed(proc: subprocess.CompletedProcess[str]) -> str | None:
     """ssh's own failure (exit 255): the line of stderr that says why, else None."""
     if proc.returncode != 255:
         return None
@@ -177,7 +199,7 @@ SSH_FIX = (
 # ------------------------------------------------------------------------- input
 
 
-def load_inventory(path):
+def load_inventory(path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
             data = R._yaml().safe_load(f) or {}
@@ -198,7 +220,7 @@ def load_inventory(path):
     return data
 
 
-def as_list(value):
+def as_list(value: str | Iterable[object] | None) -> list[str] | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -206,8 +228,8 @@ def as_list(value):
     return [str(v).strip() for v in value]
 
 
-def parse_env(items):
-    out = {}
+def parse_env(items: Iterable[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -216,12 +238,14 @@ def parse_env(items):
     return out
 
 
-def build(args, environ=None):
+def build(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> Cluster:
     """The Cluster of the flags and the inventory (flags win)."""
     environ = os.environ if environ is None else environ
     inv = load_inventory(args.inventory) if args.inventory else {}
 
-    def pick(flag_value, key, env=None):
+    def pick(flag_value: Any, key: str, env: str | None = None) -> Any:
         if flag_value not in (None, [], ""):
             return flag_value
         if key in inv:
@@ -258,8 +282,8 @@ def build(args, environ=None):
         addrs = [R.check_host(a, "--rank-addr") for a in addrs]
     elif n > 1:
         raise ClusterError(
-            "give --rank-addr A0,..,A{} (each rank's fabric address, rank order) or "
-            "`rank_addr:` in --inventory".format(n - 1)
+            f"give --rank-addr A0,..,A{n - 1} (each rank's fabric address, rank order) or "
+            "`rank_addr:` in --inventory"
         )
     head = pick(args.head_addr, "head_addr", R.HEAD_ADDR_INPUT[1])
     if not head and addrs:
@@ -300,7 +324,7 @@ class _BadRecipe(Exception):
 # ------------------------------------------------------------------ address checks
 
 
-def address_checks(cl):
+def address_checks(cl: Cluster) -> list[dict[str, Any]]:
     """The addresses agree (``recipes.check_rank_addrs``, as ``launch`` checks them):
     rank 0's is the head's host, no address twice. Ranks sharing one host (several
     ranks on one machine) count as one node there."""
@@ -308,7 +332,9 @@ def address_checks(cl):
 
     if cl.n == 1:
         return [result("addrs", PASS, "one node: no torch.distributed head")]
-    first_of_host = {}
+    # build() gives a cluster of several nodes both (it refuses one without them).
+    assert cl.rank_addrs is not None and cl.head_addr is not None
+    first_of_host: dict[str, int] = {}
     for r, h in enumerate(cl.hosts):
         first_of_host.setdefault(h, r)
     nodes = {r: cl.rank_addrs[r] for r in sorted(first_of_host.values())}
@@ -331,22 +357,23 @@ def address_checks(cl):
 # ------------------------------------------------------------------------ runners
 
 
-def _q(argv):
+def _q(argv: Iterable[object]) -> str:
     """A shell line of argv; "${HOME}/..." stays expandable (the docker runner's cache mount)."""
     return " ".join(
         f'"{a}"' if K._SHELL_VAR_RE.match(a) else shlex.quote(a) for a in map(str, argv)
     )
 
 
-def docker_run_argv(cl, launch):
+def docker_run_argv(cl: Cluster, launch: K.RankLaunch) -> list[str]:
     """The recipe's ``docker run`` for a rank as ``launch --render docker`` renders it:
     kept after it ends (no --rm), with the cluster's restart policy."""
     from sglang_mimo import run_docker
 
+    assert cl.image  # the docker runner's (build gives it one)
     return run_docker.docker_argv(cl.recipe, launch, cl.image, cl.restart)
 
 
-def start_script(cl, r):
+def start_script(cl: Cluster, r: int) -> str:
     launch = cl.launches()[r]
     name = cl.rank_name(r)
     if cl.runner == "docker":
@@ -373,7 +400,7 @@ def start_script(cl, r):
     )
 
 
-def stop_script(cl, r, grace=30):
+def stop_script(cl: Cluster, r: int, grace: int = 30) -> str:
     name = cl.rank_name(r)
     if cl.runner == "docker":
         q = shlex.quote(name)
@@ -398,7 +425,7 @@ def stop_script(cl, r, grace=30):
 STATE_MARK = "--- sglang-mimo log ---"
 
 
-def status_script(cl, r, lines=200):
+def status_script(cl: Cluster, r: int, lines: int = 200) -> str:
     name = cl.rank_name(r)
     q = shlex.quote(name)
     if cl.runner == "docker":
@@ -418,7 +445,7 @@ def status_script(cl, r, lines=200):
     )
 
 
-def health_script(cl):
+def health_script(cl: Cluster) -> str:
     """rank 0's /health over HTTP from its own host (python3's urllib)."""
     argv = cl.launches()[0].argv
     port = K.argv_value(argv, "--port") or "30000"
@@ -436,7 +463,7 @@ def health_script(cl):
     return f"python3 -c {shlex.quote(code)} 2>/dev/null || echo unknown"
 
 
-def log_summary(log):
+def log_summary(log: str) -> str:
     """The most telling line of a rank's log: ready, the last error, else the last line."""
     lines = [x.rstrip() for x in log.splitlines() if x.strip()]
     if any(READY_LINE in x for x in lines):
@@ -448,7 +475,7 @@ def log_summary(log):
     return lines[-1].strip()[:200] if lines else "(empty log)"
 
 
-def rank_state(cl, r):
+def rank_state(cl: Cluster, r: int) -> dict[str, str]:
     """{"state": running|exited|absent|unreachable, "code", "health", "log"} of a rank."""
     proc = cl.sh(r, status_script(cl, r), timeout=60)
     why = ssh_failed(proc)
@@ -464,7 +491,7 @@ def rank_state(cl, r):
     return fields
 
 
-def describe(st):
+def describe(st: Mapping[str, str]) -> str:
     state = st.get("state", "?")
     if state == "running":
         text = "running" + (f" (pid {st['pid']})" if st.get("pid") else "")
@@ -480,7 +507,7 @@ def describe(st):
 # ----------------------------------------------------------------------- commands
 
 
-def cmd_start(cl, args):
+def cmd_start(cl: Cluster, args: argparse.Namespace) -> int:
     checks = address_checks(cl)
     scripts = [start_script(cl, r) for r in range(cl.n)]  # renders every rank first
     if args.dry_run:
@@ -495,7 +522,7 @@ def cmd_start(cl, args):
             say(format_result(c), file=sys.stderr)
         return EXIT_FAIL
 
-    def start(r):
+    def start(r: int) -> str | None:
         proc = cl.sh(r, scripts[r], timeout=300)
         why = ssh_failed(proc)
         if why:
@@ -509,7 +536,7 @@ def cmd_start(cl, args):
         say(f"{cl.where(r)}: started {cl.rank_name(r)}")
         return None
 
-    failed = {}
+    failed: dict[int, str] = {}
     # The head first: it holds the torch.distributed store the others join.
     err = start(0)
     if err:
@@ -540,8 +567,8 @@ def cmd_start(cl, args):
     return 0
 
 
-def cmd_stop(cl, args):
-    def stop(r):
+def cmd_stop(cl: Cluster, args: argparse.Namespace) -> int:
+    def stop(r: int) -> str | None:
         proc = cl.sh(r, stop_script(cl, r, args.grace), timeout=args.grace + 60)
         why = ssh_failed(proc)
         if why:
@@ -559,7 +586,7 @@ def cmd_stop(cl, args):
     return EXIT_FAIL if bad else 0
 
 
-def cmd_status(cl, args):
+def cmd_status(cl: Cluster, args: argparse.Namespace) -> int:
     states = cl.each(lambda r: rank_state(cl, r))
     if cl.runner == "exec" and states[0].get("state") == "running":
         proc = cl.sh(0, health_script(cl), timeout=30)
@@ -577,7 +604,7 @@ def cmd_status(cl, args):
     return 0 if all(st.get("state") == "running" for st in states) else EXIT_FAIL
 
 
-def cmd_logs(cl, args):
+def cmd_logs(cl: Cluster, args: argparse.Namespace) -> int:
     r = args.rank
     if not 0 <= r < cl.n:
         raise ClusterError(f"rank {r} is outside 0..{cl.n - 1}")
@@ -594,7 +621,7 @@ def cmd_logs(cl, args):
 # -------------------------------------------------------------------------- setup
 
 
-def _list_script(path):
+def _list_script(path: str) -> str:
     p = shlex.quote(path)
     return (
         f'p={p}; while [ ! -d "$p" ]; do p=$(dirname "$p"); done\n'
@@ -603,8 +630,9 @@ def _list_script(path):
     )
 
 
-def _parse_listing(text):
-    free, files = None, {}
+def _parse_listing(text: str) -> tuple[int | None, dict[str, int]]:
+    free: int | None = None
+    files: dict[str, int] = {}
     for line in text.splitlines():
         if line.startswith("free "):
             free = int(line.split()[1])
@@ -614,8 +642,8 @@ def _parse_listing(text):
     return free, files
 
 
-def local_files(path):
-    out = {}
+def local_files(path: str | Path) -> dict[str, int]:
+    out: dict[str, int] = {}
     root = Path(path)
     for p in sorted(root.rglob("*")):
         if p.is_file() and not p.is_symlink():
@@ -623,11 +651,17 @@ def local_files(path):
     return out
 
 
-def _gib(n):
+def _gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
 
 
-def copy_model(cl, r, src, files, progress_every=2.0):
+def copy_model(
+    cl: Cluster,
+    r: int,
+    src: str,
+    files: Mapping[str, int],
+    progress_every: float = 2.0,
+) -> str | None:
     """Copy the files of ``src`` that rank r lacks (or holds at another size); verify."""
     where = cl.where(r)
     proc = cl.sh(r, _list_script(src))
@@ -661,6 +695,7 @@ def copy_model(cl, r, src, files, progress_every=2.0):
             cl.argv(r, f"mkdir -p {q} && tar -C {q} -xf -"),
             stdin=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
+        assert tar.stdout and dest.stdin and dest.stderr  # all PIPEs
         sent, last = 0, time.monotonic()
         while True:
             chunk = tar.stdout.read(1 << 20)
@@ -692,8 +727,9 @@ def copy_model(cl, r, src, files, progress_every=2.0):
     return None
 
 
-def load_image(cl, r, how):
+def load_image(cl: Cluster, r: int, how: str) -> str | None:
     where = cl.where(r)
+    assert cl.image  # the docker runner's (build gives it one)
     img = shlex.quote(cl.image)
     proc = cl.sh(r, f"docker image inspect {img} >/dev/null 2>&1 && echo present")
     why = ssh_failed(proc)
@@ -712,19 +748,20 @@ def load_image(cl, r, how):
         save = subprocess.Popen(["docker", "save", cl.image], stdout=subprocess.PIPE)
         proc = subprocess.run(cl.argv(r, "docker load"), stdin=save.stdout,
                               capture_output=True, text=True)  # fmt: skip
-        save.stdout.close()
+        if save.stdout:  # a PIPE
+            save.stdout.close()
         if save.wait() or proc.returncode:
             return f"{where}: docker save | docker load failed: {proc.stderr.strip()[-300:]}"
     say(f"{where}: image {cl.image} loaded ({how})")
     return None
 
 
-def cmd_setup(cl, args):
-    errs = []
+def cmd_setup(cl: Cluster, args: argparse.Namespace) -> int:
+    errs: list[str] = []
     if cl.runner == "docker" and not args.no_image:
         how = args.image_from
         if how is None:
-            have = subprocess.run(["docker", "image", "inspect", cl.image],
+            have = subprocess.run(["docker", "image", "inspect", str(cl.image)],
                                   capture_output=True).returncode == 0  # fmt: skip
             how = "copy" if have else "pull"
         errs += [e for e in cl.each(lambda r: load_image(cl, r, how)) if e]
@@ -746,9 +783,15 @@ def cmd_setup(cl, args):
 # ------------------------------------------------------------------------- doctor
 
 
-def node_check(cl, r, model_bytes, skip, python="python3"):
+def node_check(
+    cl: Cluster,
+    r: int,
+    model_bytes: int | None,
+    skip: Iterable[str],
+    python: str = "python3",
+) -> list[dict[str, Any]]:
     """doctor.py on rank r's host: its list of results (an ssh failure is one)."""
-    from sglang_mimo.doctor import FAIL, PASS, result
+    from sglang_mimo.doctor import FAIL, result
 
     launch = cl.launches()[r]
     env = launch.env
@@ -795,7 +838,7 @@ def node_check(cl, r, model_bytes, skip, python="python3"):
             result("ssh", FAIL, f"cannot reach {cl.hosts[r]} over ssh: {why}", SSH_FIX)
         ]
     try:
-        results = json.loads(proc.stdout.strip().splitlines()[-1])
+        results: list[dict[str, Any]] = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
         err = (proc.stderr or proc.stdout).strip().splitlines()
         return [
@@ -814,7 +857,7 @@ CLOCK_FIX = (
 )
 
 
-def probe(cl, r, connect_timeout=5):
+def probe(cl: Cluster, r: int, connect_timeout: int = 5) -> dict[str, Any]:
     """One short ssh to rank r (BatchMode, ConnectTimeout 5): whether it answers, and its
     clock against this machine's, the middle of the round trip (``date +%s.%N``)."""
     t0 = time.time()
@@ -831,7 +874,7 @@ def probe(cl, r, connect_timeout=5):
     return {"ok": True, "rtt": t1 - t0, "skew": there - (t0 + t1) / 2}
 
 
-def ssh_result(cl, r, p):
+def ssh_result(cl: Cluster, r: int, p: Mapping[str, Any]) -> dict[str, Any]:
     from sglang_mimo.doctor import FAIL, PASS, result
 
     if not p["ok"]:
@@ -840,7 +883,9 @@ def ssh_result(cl, r, p):
     return result("ssh", PASS, f"{cl.hosts[r]} answers ({p['rtt']:.2f} s)")
 
 
-def clock_result(cl, probes, max_skew):
+def clock_result(
+    cl: Cluster, probes: Sequence[Mapping[str, Any]], max_skew: float
+) -> dict[str, Any]:
     """Each rank's clock against the head's (where ``cluster`` runs)."""
     from sglang_mimo.doctor import PASS, SKIP, WARN, result
 
@@ -865,7 +910,9 @@ def clock_result(cl, probes, max_skew):
                   f"(largest {seen[worst]['skew']:+.3f} s, rank {worst})")  # fmt: skip
 
 
-def allreduce_argv(cl, r, backend, timeout, mib, device_index):
+def allreduce_argv(
+    cl: Cluster, r: int, backend: str, timeout: float, mib: float, device_index: int
+) -> list[str]:
     """The command running allreduce.py for rank r, in the rank's environment.
 
     The script goes as ``python3 -c SOURCE``: its stdin stays the ssh channel, whose
@@ -879,6 +926,7 @@ def allreduce_argv(cl, r, backend, timeout, mib, device_index):
     # coreutils timeout: the rank ends even if its watchdog cannot run.
     guard = ["-k", "5", f"{timeout + 5:g}"]
     if cl.runner == "docker":
+        assert cl.image  # the docker runner's (build gives it one)
         img = cl.recipe.image
         argv = ["docker", "run", "--rm", "-i", "--name", f"{cl.rank_name(r)}-doctor",
                 "--network", "host", "--ipc=host"]  # fmt: skip
@@ -895,11 +943,14 @@ def allreduce_argv(cl, r, backend, timeout, mib, device_index):
     return ["timeout", *guard, *env, cl.python, "-c", source, *args]
 
 
-def run_allreduce(cl, backend, timeout, mib):
+def run_allreduce(
+    cl: Cluster, backend: str, timeout: float, mib: float
+) -> list[dict[str, Any]]:
     """Every rank at once; their JSON results (a missing one says why). When a rank
     fails by itself (not by waiting), the others are cancelled: their stdin is closed.
     """
-    index, seen = [], {}
+    index: list[int] = []
+    seen: dict[str, int] = {}
     for h in cl.hosts:
         index.append(seen.get(h, 0))
         seen[h] = seen.get(h, 0) + 1
@@ -911,23 +962,28 @@ def run_allreduce(cl, backend, timeout, mib):
         )  # fmt: skip
         for r in range(cl.n)
     ]
-    outs = [None] * cl.n
+    outs: list[dict[str, Any]] = [
+        {} for _ in range(cl.n)
+    ]  # one each, filled in by one()
     cancelled = threading.Event()
-    failed_by = []
+    failed_by: list[int] = []
 
-    def cancel():
+    def cancel() -> None:
         cancelled.set()
         for p in procs:
             try:
-                p.stdin.close()
+                if p.stdin:  # a PIPE
+                    p.stdin.close()
             except OSError:
                 pass
 
-    def one(r):
+    def one(r: int) -> None:
         p = procs[r]
+        assert p.stdout and p.stderr  # PIPEs
+        stderr = p.stderr
         # Not communicate(): it would close stdin, which cancels the rank.
-        err = []
-        t = threading.Thread(target=lambda: err.append(p.stderr.read()), daemon=True)
+        err: list[str] = []
+        t = threading.Thread(target=lambda: err.append(stderr.read()), daemon=True)
         t.start()
         timer = threading.Timer(timeout + 30, p.kill)
         timer.start()
@@ -956,14 +1012,17 @@ def run_allreduce(cl, backend, timeout, mib):
     return outs
 
 
-def _allreduce_output(cl, r, returncode, stdout, stderr):
+def _allreduce_output(
+    cl: Cluster, r: int, returncode: int, stdout: str, stderr: str
+) -> dict[str, Any]:
     why = ssh_failed(subprocess.CompletedProcess([], returncode, stdout, stderr))
     if why:
         return {"rank": r, "ok": False, "fix": SSH_FIX,
                 "cause": f"cannot reach {cl.hosts[r]} over ssh: {why}"}  # fmt: skip
     for line in reversed(stdout.strip().splitlines()):
         try:
-            return json.loads(line)
+            out: dict[str, Any] = json.loads(line)
+            return out
         except ValueError:
             continue
     err = [x for x in (stderr or "").strip().splitlines() if x.strip()]
@@ -976,7 +1035,9 @@ def _allreduce_output(cl, r, returncode, stdout, stderr):
     }  # fmt: skip
 
 
-def allreduce_result(cl, outs, backend, mib):
+def allreduce_result(
+    cl: Cluster, outs: Sequence[Mapping[str, Any]], backend: str, mib: float
+) -> dict[str, Any]:
     from sglang_mimo.doctor import FAIL, PASS, result
 
     bad = [o for o in outs if not o.get("ok")]
@@ -1003,18 +1064,21 @@ def allreduce_result(cl, outs, backend, mib):
     )  # fmt: skip
 
 
-def cmd_doctor(cl, args):
+def cmd_doctor(cl: Cluster, args: argparse.Namespace) -> int:
     from sglang_mimo.doctor import CHECKS, FAIL, SKIP, format_result, result
 
     only = set(args.only or ())
     skip = set(args.skip or ())
-    wanted = lambda name: (not only or name in only) and name not in skip  # noqa: E731
-    results = []  # (rank or None, result)
+
+    def wanted(name: str) -> bool:
+        return (not only or name in only) and name not in skip
+
+    results: list[tuple[int | None, dict[str, Any]]] = []  # (rank or None, result)
     if wanted("addrs"):
         results += [(None, c) for c in address_checks(cl)]
     # "peers" is doctor.py's ssh from a node; here the head's own probe below is it.
     node_skip = [c for c in CHECKS if not wanted(c) or c == "peers"]
-    model_bytes = None
+    model_bytes: int | None = None
     model = cl.model_path()
     if model and R.is_local_path(model) and os.path.isdir(model):
         model_bytes = sum(local_files(model).values())
@@ -1059,8 +1123,8 @@ def cmd_doctor(cl, args):
         json.dump([{"rank": r, **x} for r, x in results], sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        for r, x in results:
-            prefix = f"rank {r} " if r is not None else "all    "
+        for rank, x in results:
+            prefix = f"rank {rank} " if rank is not None else "all    "
             say(format_result(x, prefix=prefix))
     return EXIT_FAIL if any(x["status"] == FAIL for _, x in results) else 0
 
@@ -1074,7 +1138,7 @@ COMMANDS = {
 }  # fmt: skip
 
 
-def _common(p, recipe=True):
+def _common(p: argparse.ArgumentParser, recipe: bool = True) -> None:
     if recipe:
         p.add_argument(
             "recipe", nargs="?", help="recipe name or YAML path (or `recipe:`)"
@@ -1101,7 +1165,9 @@ def _common(p, recipe=True):
     p.add_argument("--recipes-dir", help=argparse.SUPPRESS)
 
 
-def add_parser(subparsers):
+def add_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "cluster",
         help="drive every rank of a recipe from the head node over ssh",
@@ -1169,7 +1235,7 @@ def add_parser(subparsers):
     return p
 
 
-def run(args, environ=None):
+def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     if not getattr(args, "action", None):
         print("cluster: error: give an action: " + ", ".join(COMMANDS), file=sys.stderr)
         return EXIT_BAD_INPUT
