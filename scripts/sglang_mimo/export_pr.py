@@ -34,8 +34,8 @@ meant for upstream, so all three are refused (``refusal``).
 Exit codes: 0 done; 1 the patch does not apply to the checkout, or --verify
 found the test not failing before / not passing after; 2 usage (no such patch,
 no Regression-Test trailer or its file missing, or a Backport, carried or
-Inappropriate patch: nothing of ours to send); 3 DIR is not a git checkout of SGLang; 4 the
-checkout is not clean, the branch exists, or the checkout already has the test
+Inappropriate patch: nothing of ours to send); 3 DIR is not a git checkout of SGLang;
+4 the checkout is not clean, the branch exists, or the checkout already has the test
 file.
 """
 
