@@ -176,8 +176,8 @@ def test_rebase_drops_a_patch_that_is_already_upstream(tmp_path):
         f"[Misc] {Path(name).stem}: carry an upstream change\n\n"
         "Motivation:\nupstream changed this after "
         f"{older}.\n\nModifications:\nthe change itself.\n\n"
-        "Breaks-Without: nothing\nOrigin: backport, https://github.com/"
-        "sgl-project/sglang/pull/1\nUpstream-Status: Backport [https://github.com/"
+        "Breaks-Without: nothing\nOrigin: other, https://github.com/"
+        "sgl-project/sglang/pull/1\nUpstream-Status: Submitted [https://github.com/"
         "sgl-project/sglang/pull/1]",
         env=trees.GIT_IDENT,
     )
