@@ -14,9 +14,11 @@ test: venv
 	$(PY) -m pytest $(XDIST) tests $(PYTEST_ARGS)
 
 # The inner loop (under a minute): the apply script and its faults, series
-# hygiene, the CLI tooling. Nothing here imports torch or starts SGLang.
+# hygiene, the CLI tooling, ruff and mypy over the package. Nothing here imports
+# torch or starts SGLang.
 FAST_TESTS := tests/test_apply_patches.py tests/test_apply_engine.py tests/test_series.py tests/test_changelog.py \
-	tests/test_status_audit.py tests/test_image_vars.py tests/test_repo_hygiene.py
+	tests/test_status_audit.py tests/test_image_vars.py tests/test_repo_hygiene.py \
+	tests/test_static_checks.py
 test-fast: venv
 	$(PY) -m pytest $(XDIST) $(FAST_TESTS) $(PYTEST_ARGS)
 
