@@ -1,4 +1,4 @@
-"""sglang-mimo changelog: CHANGELOG.md and the series agree, and the check can fail."""
+"""scripts/dev changelog: CHANGELOG.md and the series agree, and the check can fail."""
 
 import json
 import re

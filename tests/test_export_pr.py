@@ -1,4 +1,4 @@
-"""sglang-mimo export-pr on a checkout-layout git tree built from the pinned wheel.
+"""scripts/dev export-pr on a checkout-layout git tree built from the pinned wheel.
 
 Every exportable patch (our own: not a Backport, not someone else's open PR carried,
 not Inappropriate) is exported,

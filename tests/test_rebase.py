@@ -1,4 +1,4 @@
-"""sglang-mimo rebase against real SGLang release wheels (downloaded with pip, cached in build/).
+"""scripts/dev rebase against real SGLang release wheels (downloaded with pip, cached in build/).
 
 The outcome expected for each patch on each release is written down in
 tests/data/rebase_expected.json, keyed by patch file name; a patch of the
@@ -28,7 +28,7 @@ def expected_for(version):
     missing = [n for n in series.read_series() if n not in table]
     assert not missing, (
         f"tests/data/rebase_expected.json has no outcome on {version} for {missing}: "
-        f"run `sglang-mimo rebase {version}` and write down what it reports"
+        f"run `scripts/dev rebase {version}` and write down what it reports"
     )
     return {n: table[n] for n in series.read_series()}
 

@@ -6,7 +6,7 @@ build/rebase/sglang-VERSION as a checkout-layout git repository tagged
 vVERSION, and runs the apply engine's check there (``--check --force``). Per
 patch: "applies" (maybe with an offset), "already upstream" (it reverse-applies:
 drop it) or "conflicts". Conflicting hunks are then left as FILE.rej in that
-tree (the engine's ``--reject``). ``sglang-mimo audit`` runs on the new base.
+tree (the engine's ``--reject``). ``scripts/dev audit`` runs on the new base.
 
 --write (only when nothing conflicts): regenerate every carried patch with
 ``git format-patch`` from the engine's ``--commit`` in that repository
