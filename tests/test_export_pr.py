@@ -1,7 +1,7 @@
 """scripts/dev export-pr on a checkout-layout git tree built from the pinned wheel.
 
-Every exportable patch (our own: not a Backport, not someone else's open PR carried,
-not Inappropriate) is exported,
+Every exportable patch (our own: not a Backport of upstream's fix, merged or an open
+PR, not Inappropriate) is exported,
 each on top of the series before it (the patches before the first one committed
 as upstream's history would hold them, the later ones stacked with ``--base``
 on the previous export's branch). Each branch holds exactly the patch (byte for
@@ -68,14 +68,14 @@ def exported(pinned_wheel, tmp_path_factory):
     checkout = trees.make_checkout(
         pinned_wheel, base / "sglang", paths.load_pin()["version"]
     )
-    for p in PATCHES[:FIRST]:  # e.g. 0001, sglang#24503 carried: upstream's history
+    for p in PATCHES[:FIRST]:  # e.g. 0001, sglang#24503 backported: upstream's history
         one = trees.single_patch_series(p.path, base / "below" / p.name)
         trees.apply(checkout, trees.Options(commit=True, series=one))
     start = git(checkout, "rev-parse", "HEAD").strip()
     bodies, previous, bases = {}, None, []
     for p in EXPORTABLE:
         # Patches between the last exported one and this one that are not ours to
-        # send (Backports, carried PRs, Inappropriate: upstream's own fixes) are
+        # send (Backports, Inappropriate: upstream's own fixes) are
         # upstream's history for it, as 0001 is for the first: committed on a branch
         # of their own, which this export stacks on with --base.
         lo = (
@@ -140,8 +140,9 @@ def exported(pinned_wheel, tmp_path_factory):
 
 
 def test_every_own_patch_is_exportable():
-    """Our own patches are exported; Backports, carried PRs and Inappropriate
-    patches are not, but their tests live in upstream's layout all the same."""
+    """Our own patches are exported; Backports (upstream's fixes, merged or open) and
+    Inappropriate patches are not, but their tests live in upstream's layout all the
+    same."""
     assert EXPORTABLE
     for p in EXPORTABLE:
         assert series.status_word(p) in ("Pending", "Submitted") and p.is_ours
@@ -250,10 +251,10 @@ def test_pr_body_follows_sglang_template(exported):
             assert f"#{n} ({why})" in text
 
 
-def test_export_refuses_a_carried_pr(exported, tmp_path):
-    """A patch that carries someone else's open PR (Submitted, Origin: other; a
-    Backport alike): there is nothing of ours to send."""
-    backport = next(p for p in PATCHES if not p.is_ours and p.status_url)
+def test_export_refuses_a_backport(exported, tmp_path):
+    """A Backport of upstream's own fix (here an open PR, carried by its author):
+    there is nothing of ours to send."""
+    backport = next(p for p in PATCHES if p.backports_open_pr)
     proc = run_cli(
         "export-pr",
         backport.name[:4],
@@ -263,7 +264,8 @@ def test_export_refuses_a_carried_pr(exported, tmp_path):
         tmp_path / "b.md",
     )
     assert proc.returncode == 2 and proc.stdout == ""
-    assert "carried from its author" in proc.stderr
+    assert "a backport of upstream's own fix" in proc.stderr
+    assert f"#{backport.fix_pr} (open) by {backport.author_name}" in proc.stderr
     assert backport.status_url in proc.stderr
     assert not (tmp_path / "b.md").exists()
 

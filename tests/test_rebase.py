@@ -175,11 +175,16 @@ def test_rebase_drops_a_patch_that_is_already_upstream(tmp_path):
         "-m",
         f"[Misc] {Path(name).stem}: carry an upstream change\n\n"
         "Motivation:\nupstream changed this after "
-        f"{older}.\n\nModifications:\nthe change itself.\n\n"
-        "Breaks-Without: nothing\nOrigin: other, https://github.com/"
-        "sgl-project/sglang/pull/1\nUpstream-Status: Submitted [https://github.com/"
+        f"{older}.\n\nModifications:\nthe change itself, upstream's #1 (open).\n\n"
+        "Breaks-Without: nothing\nOrigin: backport, https://github.com/"
+        "sgl-project/sglang/pull/1\nUpstream-Status: Backport [https://github.com/"
         "sgl-project/sglang/pull/1]",
-        env=trees.GIT_IDENT,
+        # a Backport keeps its upstream author (lint)
+        env={
+            **trees.GIT_IDENT,
+            "GIT_AUTHOR_NAME": "Upstream Author",
+            "GIT_AUTHOR_EMAIL": "upstream@example.com",
+        },
     )
     repo = repo_copy(tmp_path / "repo")
     patch_name = "0099-carry-an-upstream-change.patch"

@@ -1,4 +1,4 @@
-"""Series hygiene: ``sglang-mimo lint`` (series and files agree, headers are complete
+"""Series hygiene: ``scripts/dev lint`` (series and files agree, headers are complete
 and their provenance true, Regression-Test trailers, the docs derived from the headers
 are current) called in-process, and its checks can fail; the series applies without
 fuzz or offset in both layouts (and with quilt); the touched files are the same in
@@ -136,14 +136,13 @@ def with_trailers(tmp_path, *trailers, author=None):
                 ),
                 "Upstream-PR trailer",
             ),
-            # a Backport is merged code: it names the upstream commit, not a PR (0001
-            # and 0006 were once "Backport" of open PRs)
+            # a Backport names upstream's commit or PR, nothing else
             (
                 (
-                    f"Origin: backport, {PR}33198",
-                    f"Upstream-Status: Backport [{PR}33198]",
+                    f"Origin: backport, {PR[:-5]}tree/main",
+                    f"Upstream-Status: Backport [{PR[:-5]}tree/main]",
                 ),
-                "names the upstream commit",
+                "a Backport names upstream's fix",
             ),
             # a backport whose Origin names another commit, or this project
             (
@@ -157,30 +156,61 @@ def with_trailers(tmp_path, *trailers, author=None):
                 ),
                 "name the same url",
             ),
-            # someone else's open PR: Submitted with Origin other, the same url
+            # upstream's open PR: a Backport (0001 and 0006 were once "Submitted" with
+            # Origin: other), Origin backport with the same url, the message saying open
             (
-                (f"Origin: other, {PR}1", f"Upstream-Status: Submitted [{PR}37060]"),
+                (f"Origin: backport, {PR}1", f"Upstream-Status: Backport [{PR}24503]"),
                 "name the same url",
             ),
             (
                 (
-                    f"Origin: backport, {PR}37060",
-                    f"Upstream-Status: Submitted [{PR}37060]",
+                    f"Origin: upstream, {PR}24503",
+                    f"Upstream-Status: Backport [{PR}24503]",
                 ),
-                "not upstream's code yet",
+                "not upstream's code as it is",
             ),
             (
-                (f"Origin: other, {PR}37060", "Upstream-Status: Pending"),
-                "is Submitted [<the same url>]",
+                (
+                    f"Origin: backport, {PR}37060",
+                    f"Upstream-Status: Backport [{PR}37060]",
+                ),
+                "must say the PR is open",
+            ),
+            # Submitted is only for our own PR: not for upstream's open PR carried
+            (
+                (
+                    f"Origin: other, {PR}24503",
+                    f"Upstream-Status: Submitted [{PR}24503]",
+                ),
+                "not a PR of this project",
             ),
             (
-                (f"Origin: other, {PR}37060", f"Upstream-Status: Backport [{PR}37060]"),
-                "names the upstream commit",
+                (
+                    f"Origin: backport, {PR}24503",
+                    f"Upstream-Status: Submitted [{PR}24503]",
+                ),
+                "Submitted is this project's code",
+            ),
+            (
+                (f"Origin: other, {PR}24503", "Upstream-Status: Pending"),
+                "nothing else",
+            ),
+            (
+                (f"Origin: other, {PR}24503", f"Upstream-Status: Backport [{PR}24503]"),
+                "Origin is 'other",
+            ),
+            # our stand-in, not for upstream, is still our code
+            (
+                (
+                    f"Origin: backport, {PR}33198",
+                    "Upstream-Status: Inappropriate [upstream's own fix is open as #33198]",
+                ),
+                "Inappropriate is this project's code",
             ),
             # our own code claiming to come from upstream
             (
                 (f"Origin: backport, {COMMIT}{SHA}", "Upstream-Status: Pending"),
-                "ours is 'vendor'",
+                "Pending is this project's code",
             ),
             # Bug is an issue, Related a PR with its reason
             (
@@ -199,12 +229,12 @@ def with_trailers(tmp_path, *trailers, author=None):
                 ),
                 "Related is not",
             ),
-            # the carried PR itself is not also "related"
+            # the backported PR itself is not also "related"
             (
                 (
-                    f"Origin: other, {PR}33198",
-                    f"Related: {PR}33198 (the fix)",
-                    f"Upstream-Status: Submitted [{PR}33198]",
+                    f"Origin: backport, {PR}24503",
+                    f"Related: {PR}24503 (the fix)",
+                    f"Upstream-Status: Backport [{PR}24503]",
                 ),
                 "repeats",
             ),
@@ -220,21 +250,21 @@ def with_trailers(tmp_path, *trailers, author=None):
                 "our code is From:",
                 UPSTREAM_AUTHOR,
             ),
-            # upstream's code, or someone else's PR, under this project's name
+            # upstream's code, merged or an open PR, under this project's name
             (
                 (
                     f"Origin: backport, {COMMIT}{SHA}",
                     f"Upstream-Status: Backport [{COMMIT}{SHA}]",
                 ),
-                "keeps its author",
+                "keeps its upstream author",
                 series.VENDOR_AUTHOR,
             ),
             (
                 (
-                    f"Origin: other, {PR}37060",
-                    f"Upstream-Status: Submitted [{PR}37060]",
+                    f"Origin: backport, {PR}24503",
+                    f"Upstream-Status: Backport [{PR}24503]",
                 ),
-                "keeps its author",
+                "keeps its upstream author",
                 series.VENDOR_AUTHOR,
             ),
             (("Origin: upstream", "Upstream-Status: Pending"), "Origin is neither"),
@@ -265,11 +295,12 @@ def test_provenance_accepts_what_dep3_means(tmp_path):
             f"Origin: upstream, {COMMIT}{SHA}",
             f"Upstream-Status: Backport [{COMMIT}{SHA}]",
         ),
-        # someone else's open PR, carried from its author
+        # upstream's open PR, adapted, by its author (the message of the first patch,
+        # 0001, says sglang#24503 is open)
         (
-            f"Origin: other, {PR}37060",
+            f"Origin: backport, {PR}24503",
             "Bug: https://github.com/sgl-project/sglang/issues/37059",
-            f"Upstream-Status: Submitted [{PR}37060]",
+            f"Upstream-Status: Backport [{PR}24503]",
         ),
         # our stand-in while upstream's own fix is open and unreadable
         (
@@ -291,11 +322,12 @@ def test_provenance_accepts_what_dep3_means(tmp_path):
 def test_own_upstream_prs_is_a_project_field():
     assert isinstance(series.own_upstream_prs(), list)
     for p in series.load_series():
-        if series.status_word(p) == "Submitted" and p.is_ours:
-            assert p.status_url in series.own_upstream_prs()
-        elif series.status_word(p) == "Submitted":  # carried from its author
+        if series.status_word(p) == "Submitted":  # only ever our own PR
+            assert p.is_ours and p.status_url in series.own_upstream_prs()
+        elif series.status_word(p) == "Backport":  # upstream's fix, by its author
             assert p.origin_url == p.status_url
             assert p.status_url not in series.own_upstream_prs()
+            assert p.author != series.VENDOR_AUTHOR
 
 
 def test_applies_without_offset_in_both_layouts(series_tree, tmp_path):
@@ -456,7 +488,7 @@ def test_readme_patch_table_is_derived_from_headers():
     assert m, "README.md has no patch-table markers"
     assert (
         m.group(1).strip() == docs.render_patch_table(series.load_series()).strip()
-    ), "README patch table is stale: run `sglang-mimo docs --write`"
+    ), "README patch table is stale: run `scripts/dev docs --write`"
 
 
 def test_stale_generated_docs_are_found():

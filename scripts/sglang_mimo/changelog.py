@@ -36,12 +36,12 @@ def render_patches(patches: list[series.Patch]) -> str:
     for p in patches:
         word = series.status_word(p)
         line = f"- {p.subject} — {word}"
-        if word == "Backport" and p.status_url:
-            line += f" of {p.status_url.rsplit('/', 1)[1][:10]}"
+        if word == "Backport" and p.backports_open_pr:
+            line += f" of #{p.fix_pr} (open PR) by {p.author_name}"
+        elif word == "Backport" and p.status_url:
+            line += f" of {p.status_url.rsplit('/', 1)[1][:10]} by {p.author_name}"
         elif p.fix_pr:
             line += f" as #{p.fix_pr}"
-            if not p.is_ours:
-                line += f" by {p.author_name}"
         if word == "Inappropriate":
             line += f" ({series.inappropriate_reason(p)})"
         line += "."
@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"CHANGELOG.md: {p}")
     if found:
         print(
-            "run `sglang-mimo changelog --write` (or fix the Dropped list by hand)",
+            "run `scripts/dev changelog --write` (or fix the Dropped list by hand)",
             file=sys.stderr,
         )
     return 1 if found else 0

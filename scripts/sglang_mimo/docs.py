@@ -3,7 +3,7 @@
 The README's patch table (rendered here) and the CHANGELOG's list of carried
 patches for the current release (rendered by sglang_mimo.changelog, its one
 writer) sit between marker comments. ``--write`` rewrites the README table from
-the headers and hands CHANGELOG.md to ``sglang-mimo changelog --write``;
+the headers and hands CHANGELOG.md to ``scripts/dev changelog --write``;
 ``--check`` exits 1 when either is stale.
 """
 
@@ -31,14 +31,15 @@ def link(url: str) -> str:
 
 
 def status_cell(patch: series.Patch) -> str:
-    """'Pending', 'Backport of [sha](url)', 'Submitted as [#N](url)' (by its author,
-    for someone else's PR), 'Inappropriate: ...'."""
+    """'Pending', 'Backport of [#N](url) (open PR) by <author>' or 'Backport of
+    [sha](url) by <author>' (upstream's fix: open PR or merged commit), 'Submitted as
+    [#N](url)' (our own PR), 'Inappropriate: ...'."""
     word, url = series.status_word(patch), patch.status_url
     if word == "Backport" and url:
-        return f"Backport of {link(url)}"
+        open_pr = " (open PR)" if patch.backports_open_pr else ""
+        return f"Backport of {link(url)}{open_pr} by {patch.author_name}"
     if word == "Submitted" and url:
-        by = "" if patch.is_ours else f" by {patch.author_name}"
-        return f"Submitted as {link(url)}{by}"
+        return f"Submitted as {link(url)}"
     if word == "Inappropriate":
         return f"Inappropriate: {linked_reason(patch)}"
     return word
@@ -100,7 +101,7 @@ def problems(patches: list[series.Patch] | None = None) -> list[str]:
     CHANGELOG.md's list (empty: all current)."""
     patches = series.load_series() if patches is None else patches
     out = [
-        f"{p.relative_to(paths.REPO)} is stale: run `sglang-mimo docs --write`"
+        f"{p.relative_to(paths.REPO)} is stale: run `scripts/dev docs --write`"
         for p in stale(patches)
     ]
     return out + [f"CHANGELOG.md: {p}" for p in changelog.problems(patches=patches)]

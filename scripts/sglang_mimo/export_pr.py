@@ -27,14 +27,14 @@ the test is run (pytest, PYTHONPATH=<checkout>/python, --python) on the base
 and on the branch, and the outcome goes into the body.
 
 Only our own fixes are exported (``Origin: vendor``, ``Upstream-Status: Pending``
-or ``Submitted``): a ``Backport`` carries upstream's own merged code, a patch with
-``Origin: other`` someone else's open PR, and an ``Inappropriate`` patch is not
-meant for upstream, so all three are refused (``refusal``).
+or ``Submitted``): a ``Backport`` carries upstream's own fix (a merged commit, or an
+open PR by its author), and an ``Inappropriate`` patch is not meant for upstream, so
+both are refused (``refusal``), as is any patch whose code is not this project's.
 
 Exit codes: 0 done; 1 the patch does not apply to the checkout, or --verify
 found the test not failing before / not passing after; 2 usage (no such patch,
-no Regression-Test trailer or its file missing, or a Backport, carried or
-Inappropriate patch: nothing of ours to send); 3 DIR is not a git checkout of SGLang;
+no Regression-Test trailer or its file missing, or a Backport or Inappropriate
+patch: nothing of ours to send); 3 DIR is not a git checkout of SGLang;
 4 the checkout is not clean, the branch exists, or the checkout already has the test
 file.
 """
@@ -55,19 +55,22 @@ from pathlib import Path
 
 from sglang_mimo import lint, paths, series, trees
 
-REFUSED = {
-    "Backport": "a backport of upstream's own fix",
-    "Inappropriate": "marked Inappropriate: not meant for upstream",
-}
-
 
 def refusal(patch: series.Patch) -> str | None:
     """Why export-pr does not send ``patch`` (None: it is ours to send)."""
     word = series.status_word(patch)
-    if word in REFUSED:
-        return REFUSED[word]
+    if word == "Backport":
+        if patch.backports_open_pr:
+            return (
+                f"a backport of upstream's own fix, #{patch.fix_pr} (open) by "
+                f"{patch.author_name}"
+            )
+        sha = (patch.status_url or "").rsplit("/", 1)[-1][:10]
+        return f"a backport of upstream's own fix, commit {sha} by {patch.author_name}"
+    if word == "Inappropriate":
+        return "marked Inappropriate: not meant for upstream"
     if not patch.is_ours:
-        return f"{patch.author_name}'s open PR, carried from its author"
+        return f"not this project's code (Origin: {patch.trailer('Origin')})"
     return None
 
 

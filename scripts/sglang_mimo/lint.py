@@ -5,10 +5,12 @@
 - each patch is ``git format-patch --zero-commit --full-index`` output with an
   index line (the full pre-image blob) for every file it touches;
 - each header is complete and its DEP-3 provenance is true to DEP-3
-  (``header_problems``, ``provenance_problems``): ``Backport`` only for code
-  merged upstream, naming the upstream commit; ``Submitted`` only for a PR of this
-  project (pyproject.toml ``[tool.sglang-mimo] own-upstream-prs``) or for the
-  open PR the patch carries from its author (``Origin: other, <url>``);
+  (``header_problems``, ``provenance_problems``): ``Backport`` for upstream's own
+  fix carried, naming the upstream commit (merged) or the upstream PR (open, which
+  the message says), ``From:`` its upstream author; ``Submitted`` only for a PR of
+  this project (pyproject.toml ``[tool.sglang-mimo] own-upstream-prs``);
+  ``Pending`` and ``Inappropriate`` for this project's own code (``Origin:
+  vendor``);
 - ``Regression-Test`` trailers name upstream-layout files this repository keeps
   (``regression_test_problems``; required for our own patches, which export-pr
   sends);
@@ -95,48 +97,60 @@ def provenance_problems(
     kind = patch.origin_kind
     if origin and not ORIGIN.match(origin):
         problems.append(
-            "Origin is neither 'vendor' nor '<upstream|backport|other>, <url>': "
+            "Origin is neither 'vendor' nor '<upstream|backport>, <url>': "
             f"{origin!r}"
         )
     url = patch.status_url
-    if word == "Backport" and url and not COMMIT_URL.match(url):
+    if word == "Backport" and url and not (COMMIT_URL.match(url) or PR_URL.match(url)):
         problems.append(
-            f"Backport [{url}]: a Backport is code merged upstream and names the "
-            "upstream commit (https://github.com/sgl-project/sglang/commit/<sha>); "
-            "an open PR carried from its author is Submitted [url] with Origin: "
-            "other, <url>"
-        )
-    if word == "Submitted" and url and not PR_URL.match(url):
-        problems.append(f"Submitted [{url}] is not an sgl-project/sglang PR URL")
-    if word == "Submitted" and url and kind == "vendor" and url not in own:
-        problems.append(
-            f"Submitted [{url}]: not a PR of this project (pyproject.toml "
-            "[tool.sglang-mimo] own-upstream-prs); upstream's own merged fix is a "
-            "Backport, someone else's open PR carried as it is Origin: other, <url>, "
-            "anything else Related"
+            f"Backport [{url}]: a Backport names upstream's fix: the upstream commit "
+            "(https://github.com/sgl-project/sglang/commit/<sha>) or, still open, the "
+            "upstream PR (https://github.com/sgl-project/sglang/pull/<n>)"
         )
     if word == "Backport" and kind and kind not in ("upstream", "backport"):
         problems.append(
             f"Backport [{url}] but Origin is {origin!r}: upstream's code is "
-            f"'backport, {url}' (adapted) or 'upstream, {url}' (as it is)"
+            f"'backport, {url}' (adapted) or 'upstream, {url}' (a commit as it is)"
         )
-    if word in ("Backport", "Submitted") and kind != "vendor" and origin:
+    if word == "Backport" and kind == "upstream" and PR_URL.match(url or ""):
+        problems.append(
+            f"Backport [{url}] with Origin {origin!r}: an open PR is not upstream's "
+            f"code as it is; carried adapted to the pin it is 'backport, {url}'"
+        )
+    if word == "Backport" and kind in ("upstream", "backport"):
         if patch.origin_url != url:
             problems.append(
                 f"{word} [{url}] but Origin is {origin!r}: name the same url"
             )
-    if word == "Submitted" and kind in ("upstream", "backport"):
+    n = series.pr_number(url) if word == "Backport" else None
+    if n is not None and not re.search(rf"#{n}\b[^.\n]*\bopen\b", patch.body):
         problems.append(
-            f"Submitted patch with Origin {origin!r}: an open PR is not upstream's "
-            "code yet: Origin: other, <url>"
+            f"Backport of PR #{n}, not of a merged commit: the message must say the "
+            f"PR is open ('#{n} (open)')"
         )
-    if kind == "other" and word != "Submitted":
+    if word == "Submitted" and url and not PR_URL.match(url):
+        problems.append(f"Submitted [{url}] is not an sgl-project/sglang PR URL")
+    if word == "Submitted" and url and url not in own:
         problems.append(
-            f"Origin {origin!r} with Upstream-Status {status!r}: someone else's open "
-            "PR carried is Submitted [<the same url>]"
+            f"Submitted [{url}]: not a PR of this project (pyproject.toml "
+            "[tool.sglang-mimo] own-upstream-prs); upstream's own fix carried, merged "
+            "or open, is Backport [url] with Origin: backport, <url>; anything else "
+            "Related"
         )
-    if word == "Pending" and origin and kind != "vendor":
-        problems.append(f"{word} patch with Origin {origin!r}: ours is 'vendor'")
+    if (
+        word in ("Pending", "Submitted", "Inappropriate")
+        and origin
+        and kind != "vendor"
+    ):
+        problems.append(
+            f"{word} patch with Origin {origin!r}: {word} is this project's code, "
+            "Origin: vendor (upstream's fix carried is a Backport)"
+        )
+    if kind == "other":
+        problems.append(
+            f"Origin {origin!r}: the series carries its own code (vendor) or "
+            "upstream's (Backport [url], Origin: backport, <url>), nothing else"
+        )
     if kind == "vendor" and patch.author != VENDOR_AUTHOR:
         problems.append(
             f"Origin vendor (this project's code) but From: {patch.author!r}: "
@@ -144,8 +158,8 @@ def provenance_problems(
         )
     if origin and kind != "vendor" and patch.author == VENDOR_AUTHOR:
         problems.append(
-            f"Origin {origin!r} but From: this project: a backport or a carried PR "
-            "keeps its author"
+            f"Origin {origin!r} but From: this project: a Backport keeps its "
+            "upstream author"
         )
     for bug in patch.bugs:
         if not ISSUE_URL.match(bug):

@@ -8,21 +8,25 @@ trailers in DEP-3 terms (Yocto's ``Upstream-Status`` words):
 - ``Upstream-Status``:
 
   - ``Pending``: this project's code, not sent upstream yet;
-  - ``Submitted [url]``: the patch's code is open upstream as PR ``url``. Either a
-    PR this project opened (listed in pyproject.toml ``[tool.sglang-mimo]
-    own-upstream-prs``; ``Origin: vendor``), or someone else's open PR that the
-    series carries, adapted to the pinned release, under its author's name
-    (``Origin: other, <url>``, ``From:`` the PR's author);
-  - ``Backport [url]``: upstream's own code, merged: ``url`` names the upstream
-    commit (``.../sglang/commit/<sha>``);
-  - ``Inappropriate [why]``: not to be sent upstream, e.g. this project's stand-in
-    while upstream's own fix, named in ``Related``, is open and its diff unreadable;
+  - ``Submitted [url]``: this project's code, open upstream as PR ``url``, a PR this
+    project opened (listed in pyproject.toml ``[tool.sglang-mimo]
+    own-upstream-prs``; ``Origin: vendor``). Only for our own PRs: someone else's
+    open PR the series carries is a Backport;
+  - ``Backport [url]``: upstream's own fix, carried adapted to the pinned release,
+    under its upstream author's name (``From:``). ``url`` is either the upstream
+    commit (``.../sglang/commit/<sha>``: merged after the pin) or the upstream PR
+    (``.../sglang/pull/<n>``: open, not merged yet; the message says so, ``#<n>
+    (open``);
+  - ``Inappropriate [why]``: this project's code, not to be sent upstream, e.g. its
+    stand-in while upstream's own fix, named in ``Related``, is open and its diff
+    unreadable;
 
 - ``Origin``: where the code came from: ``vendor`` (this project, and then
-  ``From:`` is this project, VENDOR_AUTHOR); ``upstream, <commit url>`` or
-  ``backport, <commit url>`` (a merged upstream commit, as it is or adapted: a
-  Backport); ``other, <PR url>`` (an open upstream PR by someone else: Submitted).
-  Code that is not this project's keeps its author in ``From:``;
+  ``From:`` is this project, VENDOR_AUTHOR: Pending, Submitted, Inappropriate);
+  ``upstream, <commit url>`` (a merged upstream commit carried as it is) or
+  ``backport, <commit url>`` / ``backport, <PR url>`` (upstream's merged commit or
+  open PR, adapted): a Backport, with the same url. Code that is not this
+  project's keeps its upstream author in ``From:``;
 - ``Bug`` (any number): the upstream issue the patch fixes;
 - ``Related`` (any number): other upstream PRs, ``<url> (<why>)``: the change
   that caused the bug, closed attempts, competing PRs;
@@ -31,7 +35,7 @@ trailers in DEP-3 terms (Yocto's ``Upstream-Status`` words):
   path it has upstream (``test/registered/unit/.../test_*.py``), kept in this
   repository under ``tests/regression/`` (``test/`` becomes ``tests/regression/``):
   every test in it fails without the patch and passes with it, and
-  ``sglang-mimo export-pr`` sends it as it is.
+  ``scripts/dev export-pr`` sends it as it is.
 
 What a header must satisfy is checked by ``sglang_mimo.lint``.
 """
@@ -62,6 +66,7 @@ ISSUE_URL = re.compile(r"^https://github\.com/sgl-project/sglang/issues/(\d+)$")
 COMMIT_URL = re.compile(
     r"^https://github\.com/sgl-project/sglang/commit/([0-9a-f]{7,40})$"
 )
+# DEP-3's "other" parses (for a clear lint message) but the series has no use for it.
 ORIGIN = re.compile(r"^(vendor|(upstream|backport|other), (\S+))$")
 # The ``From:`` of this project's own code.
 VENDOR_AUTHOR = "sglang-mimo <sglang-mimo@users.noreply.github.com>"
@@ -159,9 +164,14 @@ class Patch:
 
     @property
     def fix_pr(self) -> int | None:
-        """The upstream PR of this patch's code (Submitted: ours or the one carried),
-        or None."""
+        """The upstream PR of this patch's code (Submitted: ours; Backport: upstream's
+        open PR carried), or None (a Backport of a commit names no PR)."""
         return pr_number(self.status_url)
+
+    @property
+    def backports_open_pr(self) -> bool:
+        """A Backport of upstream's open PR (its url a PR, not a merged commit)."""
+        return status_word(self) == "Backport" and self.fix_pr is not None
 
     @property
     def related_prs(self) -> list[tuple[int, str]]:
