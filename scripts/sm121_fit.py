@@ -446,7 +446,8 @@ def _import_sglang(sglang_dir):
 
 
 def mm_prefill_launches(shapes):
-    """0008's kernel as VisionTritonAttention calls it (layers/attention/vision.py)."""
+    """0008's kernel, with 0014's main loop, as VisionTritonAttention calls it
+    (layers/attention/vision.py)."""
     import sglang.kernels.ops.attention.prefill_attention as pa
     import torch
 
@@ -484,7 +485,7 @@ def mm_prefill_launches(shapes):
                     q, k, vv, o, cu, lens, n, is_causal=c["causal"], sm_scale=d**-0.5,
                     window_size=c["window"], sinks=s, sinks_bias_key0=c["key0"],
                 )  # fmt: skip
-            out += [("mm prefill (0008)", label, r) for r in rec]
+            out += [("mm prefill (0008, 0014)", label, r) for r in rec]
     return out
 
 

@@ -77,6 +77,17 @@ BELOW_ENGINE_ONLY = {
         "against a float64 reference and the plumbing both ways; "
         "the same cases ran compiled on an H200 (README, measurements)"
     ),
+    "0014-triton-prefill-flash-style-main-loop.patch": (
+        "it changes the speed of the Triton prefill kernel behind "
+        "--mm-attention-backend triton_attn (the GB10 recipes), which compiles for "
+        "GPUs only, and the CPU engine runs the sdpa multimodal backend. "
+        "tests/regression/registered/unit/layers/attention/"
+        "test_triton_prefill_sm121_spills.py compiles the kernel for sm_121a (GB10) on "
+        "the CPU both ways (register spills unpatched, none patched); "
+        "test_triton_prefill_window_sinks.py keeps checking its results in Triton's "
+        "interpreter, and the same cases ran compiled on an H100 with the benchmark "
+        "(docs/maintainers.md, measurements)"
+    ),
     "0013-mimo-v2-audio-without-torchcodec.patch": (
         "it changes what MiMo's audio path does when torchcodec is not installed, which "
         "is aarch64 only (sglang 0.5.23 requires torchcodec everywhere else); the CPU "

@@ -7,8 +7,8 @@ quantization [128, 128], FP8 KV cache, ``--attention-backend triton``,
 ``--mm-attention-backend triton_attn``), and compiles each distinct launch for
 ``sm_121a`` with the venv's Triton and its bundled ptxas, on this GPU-less machine:
 
-- the multimodal prefill kernel of patch 0008 (vision windows with key-0 sinks and
-  full blocks, head dim 64; audio causal/windowed/full, head dim 64);
+- the multimodal prefill kernel of patches 0008 and 0014 (vision windows with key-0 sinks
+  and full blocks, head dim 64; audio causal/windowed/full, head dim 64);
 - the text model's Triton attention backend: extend/prefill and EAGLE-verify extend,
   decode stage 1 and 2, for the sliding-window layers (window 127, sinks) and the full
   layers (head dim 192, v head dim 128);
@@ -89,7 +89,7 @@ def test_the_fit_covers_each_path_compiled_for_sm121a(fit):
     assert {r["ptx_target"] for r in rows} == {"sm_121a"}
     have = {(r["group"], r["kernel"]) for r in rows}
     want = {
-        ("mm prefill (0008)", "_fwd_kernel"),
+        ("mm prefill (0008, 0014)", "_fwd_kernel"),
         ("text extend/prefill", "_fwd_kernel"),
         ("text extend (EAGLE verify, custom mask)", "_fwd_kernel"),
         ("text decode", "_fwd_grouped_kernel_stage1"),
