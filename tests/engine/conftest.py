@@ -41,7 +41,7 @@ LOGS = Path(os.environ.get("SGLANG_MIMO_ENGINE_LOGS", CACHE / "logs"))
 
 
 def checkpoint(kind):
-    """The tiny checkpoint of ``kind`` ("omni" or "flash"), written once per version of
+    """The tiny checkpoint of ``kind`` (a kind of tiny_mimo.py), written once per version of
     tiny_mimo.py and reused by every file and tree. It is written by the pinned sglang of
     the test environment (not the tree under test), so both trees load the same files.
     """
@@ -77,17 +77,29 @@ def start_server(request, name, kind, extra_args=(), env=None):
     return server.start()
 
 
-@pytest.fixture(scope="module")
-def omni(request):
-    """MiMo-V2.5 omni on the tree under test, video decoded by torchcodec (the pinned
-    release's x86_64 backend); what its vision tower computes is saved to
-    ``server.env["SGLANG_MIMO_VISION_DUMP"]`` (an observer in shims/)."""
-    dump = LOGS / f"vision-{TREE.name}"
+def observed_server(request, kind):
+    """A MiMo-V2.5 server of ``kind`` whose vision tower's inputs and outputs are saved
+    to ``server.env["SGLANG_MIMO_VISION_DUMP"]`` (an observer in shims/)."""
+    dump = LOGS / f"vision-{kind}-{TREE.name}"
     shutil.rmtree(dump, ignore_errors=True)
     dump.mkdir(parents=True)
     return start_server(
-        request, "omni", "omni", env={"SGLANG_MIMO_VISION_DUMP": str(dump)}
+        request, kind, kind, env={"SGLANG_MIMO_VISION_DUMP": str(dump)}
     )
+
+
+@pytest.fixture(scope="module")
+def omni(request):
+    """MiMo-V2.5 omni on the tree under test, video decoded by torchcodec (the pinned
+    release's x86_64 backend), its vision tower observed."""
+    return observed_server(request, "omni")
+
+
+@pytest.fixture(scope="module")
+def omni_gqa(request):
+    """The same with the vision tower's released grouped-query heads (tiny_mimo.py
+    VISION_GQA)."""
+    return observed_server(request, "omni-gqa")
 
 
 @pytest.fixture(scope="module")

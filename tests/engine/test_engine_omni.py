@@ -325,59 +325,22 @@ def test_launch_smoke_passes_every_check(omni):
 @pytest.mark.fixes(P0009, unpatched="differ from the reference")
 def test_vision_embeddings_match_the_reference(omni):
     """An image through the served model: the embeddings the server's vision tower
-    computes (saved by the observer in shims/) against the independent reference
-    (tests/regression/reference/mimo_v2_reference.py) on the same pixels and the
-    checkpoint's own weights. The tiny tower keeps the released layout: full blocks
-    at the ends, windowed blocks with sinks in row then column order. The server runs
-    in bf16: the error may be at most twice the reference's own bf16 error, and must be
-    under half the distance to v0.5.23's sdpa function (full attention, no sinks)."""
-    import torch
-    from safetensors.torch import load_file
+    computes against the independent reference on the same pixels and the checkpoint's
+    own weights (vision_parity.py: at most twice the reference's own bf16 error, and
+    under half the distance to v0.5.23's sdpa function, full attention without sinks).
+    The tiny tower keeps the released layout: full blocks at the ends, windowed blocks
+    with sinks in row then column order; its grouped-query heads are in
+    test_engine_vision_gqa.py."""
+    import vision_parity
 
-    sys.path.insert(0, str(REPO / "tests" / "regression" / "reference"))
-    from mimo_v2_reference import vision_tower
-
-    dump = Path(omni.env["SGLANG_MIMO_VISION_DUMP"])
-    before = set(dump.glob("image-*.pt"))
     image = data_url("image/png", media.png(150, 100))
-    status, body = chat(
+    vision_parity.check(
         omni,
         [
             {"type": "image_url", "image_url": {"url": image}},
             {"type": "text", "text": "What is in the image?"},
         ],
-    )
-    assert status == 200, body
-    saved = sorted(set(dump.glob("image-*.pt")) - before)
-    assert len(saved) == 1, saved
-    call = torch.load(saved[0])
-    grids = [tuple(g) for g in call["grid_thw"].tolist()]
-    cfg = json.loads((omni.model / "config.json").read_text())["vision_config"]
-    weights = {
-        k: v
-        for k, v in load_file(omni.model / "model.safetensors").items()
-        if k.startswith("visual.")
-    }
-    pixels = call["pixel_values"].bfloat16()
-    ref = vision_tower(weights, cfg, pixels, grids, dtype=torch.float64)
-    ref16 = vision_tower(weights, cfg, pixels, grids, dtype=torch.bfloat16).double()
-    # v0.5.23's sdpa function: every block full attention, no sinks
-    plain = {**cfg, "fullatt_block_indexes": list(range(cfg["depth"]))}
-    other = vision_tower(weights, plain, pixels, grids, dtype=torch.float64)
-    scale = ref.abs().max().item()
-    out = call["output"].double()
-    err = (out - ref).abs().max().item() / scale
-    floor = (ref16 - ref).abs().max().item() / scale
-    off = (out - other).abs().max().item() / scale
-    tokens = sum(t * h * w for t, h, w in grids)
-    print(
-        f"[vision] {tokens} patches {grids}: max abs err {err:.2e} (bf16 floor "
-        f"{floor:.2e}); from full attention without sinks {off:.2e}"
-    )
-    assert err <= 2 * floor and err < off / 2, (
-        f"vision embeddings differ from the reference: {err:.3e} of the output scale "
-        f"(the reference's own bf16 error: {floor:.3e}; from full attention without "
-        f"sinks: {off:.3e})"
+        "image",
     )
 
 

@@ -9,6 +9,7 @@ SGLang server loads with its real weight loader (``--load-format auto``):
   vision tower, the audio input stack, and ``audio_tokenizer/`` (its own config and
   safetensors with the released tokenizer's parameter names: ``q_proj``/``k_proj``/
   ``v_proj``/``out_proj``).
+- ``omni-gqa``: ``omni`` with the vision tower's released grouped-query heads (below).
 - ``flash``: MiMo-V2-Flash (``MiMoV2FlashForCausalLM``), text only, split q/k/v.
 
 The configs are the released ones (``recipes/configs/``, verbatim) with only sizes
@@ -35,14 +36,14 @@ Differences that matter, and why:
 - text attention-sink biases are off (``add_*_attention_sink_bias: false``; released:
   true on the sliding-window layers): SGLang's CPU attention backend (``torch_native``)
   takes no sinks, and the engine stand-ins (``shims/``) raise on real ones;
-- the vision tower has as many key-value heads as query heads (released: 32 over 8, a
-  4:1 grouped-query ratio). v0.5.23's ``sdpa`` vision backend, the one a CPU engine runs,
-  cannot run grouped-query heads (RuntimeError "The size of tensor a (8) must match the
-  size of tensor b (2)", as patch 0009 records it): on the unpatched tree every image and video request would fail
-  (and likely take the server down), which would destroy the both-ways proofs of the
-  other patches that send video. The released ratio is covered below the engine:
-  ``tests/regression/reference/test_vision_tower_parity.py`` (SGLang's vision tower
-  against an independent reference) and the registered test of patch 0009;
+- the vision tower of ``omni`` has as many key-value heads as query heads (released: 32
+  over 8, a 4:1 grouped-query ratio). v0.5.23's ``sdpa`` vision backend, the one a CPU
+  engine runs, cannot run grouped-query heads (RuntimeError "The size of tensor a (8)
+  must match the size of tensor b (2)", as patch 0009 records it): on the unpatched tree
+  every image and video request would fail, which would take the both-ways proofs of the
+  other patches that send video with it. ``omni-gqa`` is the same checkpoint with the
+  released ratio (8 over 2, ``num_query_groups`` 4); ``test_engine_vision_gqa.py`` serves
+  it on its own and compares its vision embeddings with the reference;
 - not written: ``audio_encoder.input_local_transformer.embed_tokens`` (a Qwen2 embedding
   the audio stack never uses; SGLang leaves it uninitialised);
 - a small byte-level BPE tokenizer with MiMo's special tokens and a small chat template,
@@ -230,14 +231,19 @@ TINY_VISION = {
     "hidden_size": 32,
     "intermediate_size": 64,
     "num_heads": 4,
-    # No grouped-query heads here (released: 8, num_query_groups 4): v0.5.23's sdpa
-    # vision backend cannot run them; see the module docstring.
+    # No grouped-query heads in "omni" (released: 8, num_query_groups 4): v0.5.23's
+    # sdpa vision backend cannot run them; "omni-gqa" has them (VISION_GQA).
     "num_key_value_heads": 4,
     "num_query_groups": 1,
     "qk_channels": 16,
     "kv_channels": 16,
     "out_hidden_size": HIDDEN,
 }
+# The "omni-gqa" checkpoint: the omni one with the vision tower's released grouped-query
+# ratio (32 query heads over 8 key-value heads, num_query_groups 4), at 8 over 2. Served
+# by tests/engine/test_engine_vision_gqa.py on its own, so that the tree without 0009
+# (whose sdpa vision backend cannot run grouped-query heads) fails there and nowhere else.
+VISION_GQA = {"num_heads": 8, "num_key_value_heads": 2, "num_query_groups": 4}
 # Single values, as released ("1280" / "1024"): SGLang applies one value to every one of
 # the 20 channels (models/mimo_audio.py _parse_maybe_list).
 SPEECH_VOCAB = 65
@@ -254,8 +260,13 @@ TINY_AUDIO = {
 }
 
 
+def model(kind):
+    """The model a checkpoint kind is a miniature of ("omni-gqa" is an "omni")."""
+    return "omni" if kind == "omni-gqa" else kind
+
+
 def released(kind):
-    name = {"omni": "MiMo-V2.5", "flash": "MiMo-V2-Flash"}[kind]
+    name = {"omni": "MiMo-V2.5", "flash": "MiMo-V2-Flash"}[model(kind)]
     return json.loads((RELEASED / name / "config.json").read_text())
 
 
@@ -323,8 +334,10 @@ def write_checkpoint(out, kind):
     (out / f"{module}.py").write_text(
         CONFIGURATION_PY.format(name=name, model_type=cfg["model_type"])
     )
-    if kind == "omni":
+    if model(kind) == "omni":
         cfg.update(multimodal_config(cfg, ids))
+        if kind == "omni-gqa":
+            cfg["vision_config"].update(VISION_GQA)
         cfg["auto_map"]["AutoProcessor"] = "processing_mimo_v2.MiMoV2Processor"
         (out / "processing_mimo_v2.py").write_text(PROCESSING_PY)
         (out / "processor_config.json").write_text(
@@ -340,7 +353,7 @@ def write_checkpoint(out, kind):
         )
     (out / "config.json").write_text(json.dumps(cfg, indent=1))
     write_weights(out, cfg)
-    if kind == "omni":
+    if model(kind) == "omni":
         write_audio_tokenizer(out / "audio_tokenizer")
     return out
 
