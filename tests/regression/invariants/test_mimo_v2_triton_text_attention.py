@@ -32,6 +32,10 @@ included. The unpatched model passes 128 to the kernels, which is the model's
 business, not the kernels': this file tests the kernel contract with the windows the
 patched model gives, on both trees.
 
+EAGLE's target verify (every recipe drafts with MTP, ``--speculative-eagle-topk 1``)
+goes through the same extend kernel with a chain's custom mask; its drafts must attend
+as the same tokens would in a causal extend after the committed ones.
+
 Index arguments are built as the backend builds them for a plain KV pool with page
 size 1; triton_backend.py imports ``sgl_kernel`` on CUDA, so its helpers cannot be
 imported on a GPU machine without it and are mirrored here (each mirror names its
@@ -86,6 +90,10 @@ TOL_FACTOR = 3
 PREFILL = [(0, 1000), (0, 300), (0, 129), (0, 128), (0, 127), (0, 1)]
 PREFIX = [(128, 300), (500, 129), (127, 1), (1, 700), (900, 100), (1000, 1), (129, 64)]
 DECODE = [1, 2, 127, 128, 129, 130, 300, 1000, 1025, 4097]
+# EAGLE verify: committed lengths, and the recipes' draft tokens per request
+# (--speculative-num-draft-tokens 4: the bonus token and 3 MTP drafts).
+VERIFY = [1, 3, 124, 125, 127, 128, 129, 300, 1000]
+DRAFT_TOKENS = 4
 
 
 def reference(q, k, v, q_pos, window, sinks, scale, dtype, first_key=0):
@@ -306,6 +314,81 @@ class Batch:
         q_pos = [torch.arange(p, p + e) for p, e in zip(prefix_lens, extend_lens)]
         return o.view(-1, self.heads, V_HEAD_DIM), q_pos
 
+    def verify(self, seq_lens, draft):
+        """EAGLE's target verify with ``--speculative-eagle-topk 1`` (every recipe's
+        chain of MTP drafts): ``draft`` tokens per request after ``seq_lens`` committed
+        ones. TritonAttnBackend.init_forward_metadata (target_verify,
+        triton_backend.py:1007-1062) and forward_extend (causal, with the custom mask;
+        the split-KV verify kernels are ROCm only). The mask is the FULL_MASK layout of
+        speculative/eagle_utils.py build_tree_kernel_efficient, one row of
+        ``seq_len + draft`` columns per draft token, filled for a chain: every committed
+        key, and draft ``j`` for draft ``i`` when ``j <= i`` (the tree kernel itself is
+        in sgl_kernel)."""
+        from sglang.kernels.ops.attention.extend_attention import extend_attention_fwd
+
+        dev = self.device
+        bs = len(seq_lens)
+        for i, n in enumerate(seq_lens):
+            self.store(i, slice(0, n))  # committed tokens, in the cache
+        lens = torch.tensor(seq_lens, dtype=torch.int64, device=dev)
+        kv_indptr, kv_indices = fill_kv_indices(
+            self.req_to_token, self.req_pool_indices, lens
+        )
+        window_offsets = None
+        if self.window is not None:
+            kv_indptr, kv_indices, _, window_offsets = window_kv_indices(
+                self.req_to_token, self.req_pool_indices, lens, BACKEND_WINDOW
+            )
+        qo_indptr = torch.arange(
+            0, (bs + 1) * draft, draft, dtype=torch.int32, device=dev
+        )
+        chain = torch.ones(draft, draft, dtype=torch.bool).tril()
+        custom_mask = torch.cat(
+            [
+                torch.cat([torch.ones(draft, n, dtype=torch.bool), chain], 1).flatten()
+                for n in seq_lens
+            ]
+        ).to(dev)
+        mask_indptr = torch.zeros(bs + 1, dtype=torch.int64, device=dev)
+        mask_indptr[1:] = torch.cumsum(draft * (lens + draft), dim=0)
+        q = torch.cat([self.q[i][n:] for i, n in enumerate(seq_lens)])
+        k = torch.cat([self.k[i][n:] for i, n in enumerate(seq_lens)])
+        v = torch.cat([self.v[i][n:] for i, n in enumerate(seq_lens)])
+        for i, n in enumerate(seq_lens):
+            self.store(i, slice(n, None))  # save_kv_cache of the drafts
+        o = q.new_empty((q.shape[0], self.heads * V_HEAD_DIM))
+        extend_attention_fwd(
+            q.view(-1, self.heads, HEAD_DIM),
+            k.contiguous(),
+            v.contiguous(),
+            o.view(-1, self.heads, V_HEAD_DIM),
+            self.k_buffer,
+            self.v_buffer,
+            qo_indptr,
+            kv_indptr,
+            kv_indices,
+            custom_mask,
+            True,  # causal
+            mask_indptr,
+            draft,  # max_extend_len
+            1.0,  # k_descale
+            1.0,  # v_descale
+            self.scale,
+            logit_cap=0.0,
+            sliding_window_size=self.kernel_window(),
+            sinks=self.sinks,
+            window_kv_offsets=window_offsets,
+            xai_temperature_len=-1,
+            page_size=1,
+            score_mod=None,
+            aux_tensors=None,
+            extend_seq_lens_cpu=[draft] * bs,
+        )
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        q_pos = [torch.arange(n, n + draft) for n in seq_lens]
+        return o.view(-1, self.heads, V_HEAD_DIM), q_pos
+
     def decode(self, seq_lens):
         """TritonAttnBackend.init_forward_metadata (decode, triton_backend.py:890-1006)
         and forward_decode (:2288-2500) on CUDA (the standard grouped kernel; Lean
@@ -457,6 +540,17 @@ def test_extend_matches_mimo_reference(case, layer, dtype):
     batch = Batch([p + e for p, e in pairs], layer, dtype, seed=len(pairs))
     out, q_pos = batch.extend([p for p, _ in pairs], [e for _, e in pairs])
     check(f"extend {case} {layer} {dtype}", batch, out, q_pos)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=["bf16", "fp16"])
+@pytest.mark.parametrize("layer", list(LAYERS))
+def test_eagle_verify_matches_mimo_reference(layer, dtype):
+    """The chain of drafts verified in one extend: each draft token attends as the
+    same token would in a plain causal extend after the committed ones."""
+    batch = Batch([n + DRAFT_TOKENS for n in VERIFY], layer, dtype, seed=5)
+    out, q_pos = batch.verify(VERIFY, DRAFT_TOKENS)
+    check(f"eagle verify {layer} {dtype}", batch, out, q_pos)
 
 
 @pytest.mark.cuda
