@@ -24,12 +24,16 @@ test-fast: venv
 
 # System packages the tests use, installed from Debian when missing (as root):
 # FFmpeg 5 shared libraries for torchcodec (the pinned release's x86_64 video
-# backend), quilt and GNU patch (the series must work with both), git.
+# backend), quilt and GNU patch (the series must work with both), git; OpenSSH's sshd
+# and client and iproute2 for the cluster tests' network-namespace nodes.
 FFMPEG_DEBS := libavcodec59 libavformat59 libavutil57 libavdevice59 libavfilter8 libswscale6 libswresample4
 sysdeps:
 	@missing=""; \
 	ldconfig -p | grep -q 'libavutil.so.57' || missing="$$missing $(FFMPEG_DEBS)"; \
 	for tool in quilt patch git; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
+	command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
