@@ -256,9 +256,10 @@ class Batch:
     def kernel_window(self):
         return -1 if self.window is None else KERNEL_WINDOW
 
-    def extend(self, prefix_lens, extend_lens):
+    def extend(self, prefix_lens, extend_lens, custom_mask=None, mask_indptr=None):
         """TritonAttnBackend.init_forward_metadata (extend, triton_backend.py:1063-1127)
-        and forward_extend (:1669-1916)."""
+        and forward_extend (:1669-1916); ``custom_mask`` / ``mask_indptr`` as target
+        verify passes them (``verify``)."""
         from sglang.kernels.ops.attention.extend_attention import extend_attention_fwd
 
         dev = self.device
@@ -292,9 +293,9 @@ class Batch:
             qo_indptr,
             kv_indptr,
             kv_indices,
-            None,  # custom_mask
+            custom_mask,
             True,  # causal
-            None,  # mask_indptr
+            mask_indptr,
             max(extend_lens),
             1.0,  # k_descale
             1.0,  # v_descale
@@ -324,70 +325,20 @@ class Batch:
         ``seq_len + draft`` columns per draft token, filled for a chain: every committed
         key, and draft ``j`` for draft ``i`` when ``j <= i`` (the tree kernel itself is
         in sgl_kernel)."""
-        from sglang.kernels.ops.attention.extend_attention import extend_attention_fwd
-
-        dev = self.device
         bs = len(seq_lens)
-        for i, n in enumerate(seq_lens):
-            self.store(i, slice(0, n))  # committed tokens, in the cache
-        lens = torch.tensor(seq_lens, dtype=torch.int64, device=dev)
-        kv_indptr, kv_indices = fill_kv_indices(
-            self.req_to_token, self.req_pool_indices, lens
-        )
-        window_offsets = None
-        if self.window is not None:
-            kv_indptr, kv_indices, _, window_offsets = window_kv_indices(
-                self.req_to_token, self.req_pool_indices, lens, BACKEND_WINDOW
-            )
-        qo_indptr = torch.arange(
-            0, (bs + 1) * draft, draft, dtype=torch.int32, device=dev
-        )
         chain = torch.ones(draft, draft, dtype=torch.bool).tril()
         custom_mask = torch.cat(
             [
                 torch.cat([torch.ones(draft, n, dtype=torch.bool), chain], 1).flatten()
                 for n in seq_lens
             ]
-        ).to(dev)
-        mask_indptr = torch.zeros(bs + 1, dtype=torch.int64, device=dev)
+        ).to(self.device)
+        lens = torch.tensor(seq_lens, dtype=torch.int64, device=self.device)
+        mask_indptr = torch.zeros(bs + 1, dtype=torch.int64, device=self.device)
         mask_indptr[1:] = torch.cumsum(draft * (lens + draft), dim=0)
-        q = torch.cat([self.q[i][n:] for i, n in enumerate(seq_lens)])
-        k = torch.cat([self.k[i][n:] for i, n in enumerate(seq_lens)])
-        v = torch.cat([self.v[i][n:] for i, n in enumerate(seq_lens)])
-        for i, n in enumerate(seq_lens):
-            self.store(i, slice(n, None))  # save_kv_cache of the drafts
-        o = q.new_empty((q.shape[0], self.heads * V_HEAD_DIM))
-        extend_attention_fwd(
-            q.view(-1, self.heads, HEAD_DIM),
-            k.contiguous(),
-            v.contiguous(),
-            o.view(-1, self.heads, V_HEAD_DIM),
-            self.k_buffer,
-            self.v_buffer,
-            qo_indptr,
-            kv_indptr,
-            kv_indices,
-            custom_mask,
-            True,  # causal
-            mask_indptr,
-            draft,  # max_extend_len
-            1.0,  # k_descale
-            1.0,  # v_descale
-            self.scale,
-            logit_cap=0.0,
-            sliding_window_size=self.kernel_window(),
-            sinks=self.sinks,
-            window_kv_offsets=window_offsets,
-            xai_temperature_len=-1,
-            page_size=1,
-            score_mod=None,
-            aux_tensors=None,
-            extend_seq_lens_cpu=[draft] * bs,
-        )
-        if dev == "cuda":
-            torch.cuda.synchronize()
-        q_pos = [torch.arange(n, n + draft) for n in seq_lens]
-        return o.view(-1, self.heads, V_HEAD_DIM), q_pos
+        # The metadata target verify builds is extend's with these two added (its
+        # qo_indptr steps by ``draft``, the same offsets).
+        return self.extend(seq_lens, [draft] * bs, custom_mask, mask_indptr)
 
     def decode(self, seq_lens):
         """TritonAttnBackend.init_forward_metadata (decode, triton_backend.py:890-1006)
